@@ -1,0 +1,51 @@
+"""The ``dfdetect`` command: one subcommand per stage.
+
+Parsers are cheap to build; each handler imports its stage (and TensorFlow) only when run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from dfdetect import __version__
+from dfdetect.errors import DfdetectError
+from dfdetect.logs import configure_logging
+
+log = logging.getLogger("dfdetect")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dfdetect.training.cli import add_prepare_parser
+
+    parser = argparse.ArgumentParser(
+        prog="dfdetect",
+        description="Deepfake detection for face images and videos: prepare data, train, export, serve, predict.",
+    )
+    parser.add_argument("--version", action="version", version=f"dfdetect {__version__}")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: $DFDETECT_LOG_LEVEL or INFO)")
+    sub = parser.add_subparsers(title="stages", metavar="COMMAND", required=True)
+    add_prepare_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        configure_logging(args.log_level)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        return int(args.handler(args) or 0)
+    except DfdetectError as e:
+        log.error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

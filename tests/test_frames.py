@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from dfdetect.errors import MediaError
+from dfdetect.training.frames import (media_kind, probe_video, read_frames, read_image_frame, read_video_frames,
+                                      resize_factor, resize_frame, sample_indices, write_video)
+
+
+@pytest.mark.parametrize("width, factor", [
+    (3840, 1 / 3), (1920, 1 / 3), (1901, 1 / 3),   # wider than 1900: a third
+    (1900, 1 / 2), (1280, 1 / 2), (1000, 1 / 2),   # 1000 to 1900: a half
+    (999, 1.0), (640, 1.0), (300, 1.0),            # otherwise unchanged
+    (299, 2.0), (160, 2.0), (1, 2.0),              # narrower than 300: doubled
+])
+def test_resize_rule(width, factor):
+    assert resize_factor(width) == pytest.approx(factor)
+
+
+def test_resize_rule_rejects_empty_width():
+    with pytest.raises(ValueError, match="width"):
+        resize_factor(0)
+
+
+@pytest.mark.parametrize("shape, expected", [((1080, 1920), (360, 640)), ((720, 1280), (360, 640)),
+                                             ((240, 320), (240, 320)), ((120, 160), (240, 320))])
+def test_resize_frame_keeps_aspect_ratio(shape, expected):
+    image = np.zeros((*shape, 3), np.uint8)
+    resized, _ = resize_frame(image)
+    assert resized.shape[:2] == expected
+
+
+def test_evenly_spaced_sampling():
+    idx = sample_indices(300, 30.0, frames=32)
+    assert len(idx) == 32 and idx[0] == 0 and idx[-1] == 299
+    gaps = np.diff(idx)
+    assert gaps.min() >= 9 and gaps.max() <= 10
+
+
+def test_short_video_gives_every_frame():
+    assert sample_indices(5, 30.0, frames=32) == [0, 1, 2, 3, 4]
+    assert sample_indices(0, 30.0, frames=32) == []
+
+
+def test_per_second_sampling():
+    assert sample_indices(300, 30.0, per_second=True) == list(range(0, 300, 30))
+    assert sample_indices(95, 30.0, per_second=True) == [0, 30, 60, 90]
+    with pytest.raises(ValueError, match="frame rate"):
+        sample_indices(100, 0.0, per_second=True)
+
+
+def _numbered_video(path, count=20, fps=10.0):
+    """Each frame a flat grey whose level encodes its index (10 levels apart)."""
+    write_video(path, [np.full((96, 128, 3), 10 * i + 20, np.uint8) for i in range(count)], fps)
+
+
+def test_reads_exactly_the_sampled_frames(tmp_path):
+    path = tmp_path / "numbered.mp4"
+    _numbered_video(path)
+    frames = list(read_video_frames(path, frames=5))
+    assert [f.index for f in frames] == [0, 5, 10, 14, 19]
+    for f in frames:
+        # The grey level proves the decoder really returned frame f.index (the codec is lossy: +-4).
+        assert abs(float(f.image.mean()) - (10 * f.index + 20)) < 4, f.index
+        assert f.timestamp == pytest.approx(f.index / 10.0)
+        assert f.image.shape == (192, 256, 3) and f.scale == 2.0  # 128 px wide: doubled
+
+
+def test_probe_video(tmp_path):
+    path = tmp_path / "numbered.mp4"
+    _numbered_video(path, count=12, fps=12.0)
+    info = probe_video(path)
+    assert (info.frame_count, info.fps, info.width, info.height) == (12, 12.0, 128, 96)
+
+
+def test_corrupt_video_is_a_media_error(tmp_path):
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(b"\x00\x01 definitely not a video" * 100)
+    with pytest.raises(MediaError, match="corrupt.mp4"):
+        list(read_video_frames(path))
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(MediaError, match="empty.mp4"):
+        list(read_video_frames(empty))
+    with pytest.raises(MediaError, match="file not found"):
+        list(read_video_frames(tmp_path / "missing.mp4"))
+
+
+def test_image_as_one_frame(tmp_path, astronaut):
+    import cv2
+
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    frame = read_image_frame(path)
+    assert frame.index == 0 and frame.image.shape == (512, 512, 3)
+    np.testing.assert_array_equal(frame.image, astronaut)  # PNG is lossless; RGB order kept
+    assert [f.index for f in read_frames(path)] == [0]
+
+
+def test_corrupt_image_and_unknown_type(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(MediaError, match="cannot decode as an image"):
+        read_image_frame(bad)
+    with pytest.raises(MediaError, match="unsupported file type .txt"):
+        media_kind(tmp_path / "notes.txt")

@@ -1,0 +1,68 @@
+"""Command-line entry points of the training stage: ``dfdetect prepare`` (and later train/evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
+from dfdetect.training.faces import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE_SIZE
+from dfdetect.training.frames import DEFAULT_FRAMES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEMO_DIR = "data/demo"
+DEFAULT_PREPARED_DIR = "data/prepared"
+
+
+def add_prepare_parser(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="videos/images -> sampled frames -> MTCNN face crops -> leak-free TFRecord splits",
+        description="Turn a dataset of videos or images into face-crop TFRecords split by video and "
+                    "source group (train/val/test). With no --data, a small demo dataset is generated "
+                    f"first (in {DEFAULT_DEMO_DIR}) and prepared the same way.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", help="dataset folder (DFDC, Celeb-DF v2, or real/ + fake/); "
+                                  "omitted: the generated demo dataset")
+    p.add_argument("--layout", default="auto", choices=["auto", "dfdc", "celebdf", "folder"],
+                   help="dataset layout")
+    p.add_argument("--out", help=f"output folder (default {DEFAULT_PREPARED_DIR}/<dataset name>)")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames sampled per video, evenly spaced")
+    p.add_argument("--per-second", action="store_true", help="sample one frame per second instead of --frames")
+    p.add_argument("--crop-size", type=int, default=DEFAULT_CROP_SIZE, help="side of the square face crops, pixels")
+    p.add_argument("--margin", type=float, default=DEFAULT_CROP_MARGIN, help="margin around a face, fraction per side")
+    p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, help="MTCNN confidence threshold")
+    p.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE, help="smallest face to detect, pixels")
+    p.add_argument("--largest-only", action="store_true", help="keep only the largest face of each frame")
+    p.add_argument("--split", default="8:1:1", help="train:val:test ratio, by video")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0 = one per core)")
+    p.add_argument("--shard", type=int, default=0, help="process only this share of the videos ...")
+    p.add_argument("--num-shards", type=int, default=1, help="... out of this many (Kubernetes Indexed Job)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_prepare_command)
+
+
+def run_prepare_command(args) -> int:
+    from dfdetect.training.prepare import PrepareConfig, run_prepare, summarize
+
+    data = args.data
+    if data is None:
+        from dfdetect.training.demo import make_demo_dataset
+
+        log.info("no --data given: using the generated demo dataset in %s", DEFAULT_DEMO_DIR)
+        data = str(make_demo_dataset(DEFAULT_DEMO_DIR))
+    out = args.out or str(Path(DEFAULT_PREPARED_DIR) / Path(data).resolve().name)
+    config = PrepareConfig(
+        data=data, out=out, layout=args.layout, frames=args.frames, per_second=args.per_second,
+        crop_size=args.crop_size, margin=args.margin, min_confidence=args.min_confidence,
+        min_face_size=args.min_face_size, largest_only=args.largest_only, ratios=args.split,
+        seed=args.seed, workers=args.workers, shard=args.shard, num_shards=args.num_shards,
+    )
+    manifest = run_prepare(config, progress=not args.no_progress)
+    print(summarize(manifest))
+    print(f"manifest: {Path(out) / 'manifest.json'}")
+    return 0

@@ -1,0 +1,219 @@
+"""Frames from videos and images: sampling, decoding and the resize rule.
+
+Training and the client both read media through this module, so a face is seen at the same
+scale in both.
+
+Sampling happens before decoding at full cost: frames that are not sampled are only grabbed
+(the codec advances) and never converted to RGB or copied.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from dfdetect.errors import MediaError
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+DEFAULT_FRAMES = 32
+
+
+def media_kind(path: str | os.PathLike) -> str:
+    """"video" or "image", from the file name; MediaError for anything else."""
+    ext = Path(path).suffix.lower()
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    raise MediaError(
+        path,
+        f"unsupported file type {ext or '(none)'}; expected a video "
+        f"({', '.join(sorted(VIDEO_EXTENSIONS))}) or an image ({', '.join(sorted(IMAGE_EXTENSIONS))})",
+    )
+
+
+def resize_factor(width: int) -> float:
+    """The resize rule: how much to scale a frame of this width before face detection.
+
+    Wider than 1900 px: 1/3. From 1000 to 1900 px: 1/2. Narrower than 300 px: x2.
+    Otherwise unchanged. Detection on big frames is slow and gains nothing for faces of the
+    size deepfakes are made at; tiny frames are enlarged so MTCNN's smallest face still fits.
+    """
+    if width <= 0:
+        raise ValueError(f"frame width must be positive, got {width}")
+    if width > 1900:
+        return 1 / 3
+    if width >= 1000:
+        return 1 / 2
+    if width < 300:
+        return 2.0
+    return 1.0
+
+
+def resize_frame(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Apply the resize rule (aspect ratio kept); returns the frame and the factor used."""
+    h, w = image.shape[:2]
+    factor = resize_factor(w)
+    if factor == 1.0:
+        return image, factor
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interpolation), factor
+
+
+def sample_indices(frame_count: int, fps: float, frames: int | None = DEFAULT_FRAMES,
+                   per_second: bool = False) -> list[int]:
+    """Indices of the frames to sample from a video.
+
+    ``frames`` evenly spaced frames (first and last included), or with ``per_second`` one
+    frame at the start of every second. A video shorter than ``frames`` gives every frame.
+    """
+    if frame_count <= 0:
+        return []
+    if per_second:
+        if fps <= 0:
+            raise ValueError(f"per-second sampling needs a positive frame rate, got {fps}")
+        seconds = int(np.ceil(frame_count / fps))
+        return sorted({min(frame_count - 1, int(round(s * fps))) for s in range(seconds)})
+    if frames is None or frames <= 0:
+        raise ValueError(f"frames must be a positive number, got {frames}")
+    if frame_count <= frames:
+        return list(range(frame_count))
+    return sorted({int(round(x)) for x in np.linspace(0, frame_count - 1, frames)})
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame, resized by the rule, in RGB."""
+
+    index: int
+    timestamp: float  # seconds from the start of the video
+    image: np.ndarray  # H x W x 3 uint8 RGB, after the resize rule
+    scale: float  # factor applied by the resize rule (original = image / scale)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+
+
+def _open(path: str | os.PathLike) -> cv2.VideoCapture:
+    if not os.path.isfile(path):
+        raise MediaError(path, "file not found")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MediaError(path, "cannot open as a video (corrupt file or unsupported codec)")
+    return cap
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, frame rate and size of a video, without decoding it."""
+    cap = _open(path)
+    try:
+        return _info(cap)
+    finally:
+        cap.release()
+
+
+def _info(cap: cv2.VideoCapture) -> VideoInfo:
+    return VideoInfo(
+        frame_count=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+        fps=float(cap.get(cv2.CAP_PROP_FPS)) or 0.0,
+        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+
+
+def read_video_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
+                      per_second: bool = False, resize: bool = True) -> Iterator[Frame]:
+    """Yield the sampled frames of a video, decoded to RGB and resized by the rule.
+
+    Raises MediaError when the file cannot be opened or no frame at all can be decoded.
+    A video whose container over-states its length ends early without error.
+    """
+    cap = _open(path)
+    try:
+        info = _info(cap)
+        if info.frame_count <= 0:
+            raise MediaError(path, "video reports no frames (empty or corrupt)")
+        fps = info.fps if info.fps > 0 else 25.0
+        wanted = sample_indices(info.frame_count, fps, frames, per_second)
+        yielded = 0
+        position = 0
+        for index in wanted:
+            # Frames between samples are grabbed (decoded by the codec, which inter-frame
+            # compression needs) but never converted or copied.
+            while position < index:
+                if not cap.grab():
+                    break
+                position += 1
+            if position < index or not cap.grab():
+                break
+            position += 1
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            image, scale = resize_frame(rgb) if resize else (rgb, 1.0)
+            yielded += 1
+            yield Frame(index=index, timestamp=index / fps, image=image, scale=scale)
+        if yielded == 0:
+            raise MediaError(path, "no frame could be decoded (corrupt or empty video)")
+    finally:
+        cap.release()
+
+
+def decode_image(data: bytes, source: str | os.PathLike = "<bytes>") -> np.ndarray:
+    """Decode JPEG/PNG/... bytes to an RGB uint8 array; MediaError if they are not an image."""
+    array = np.frombuffer(data, dtype=np.uint8)
+    bgr = cv2.imdecode(array, cv2.IMREAD_COLOR) if array.size else None
+    if bgr is None:
+        raise MediaError(source, "cannot decode as an image (corrupt file or unsupported format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_image_frame(path: str | os.PathLike, resize: bool = True) -> Frame:
+    """An image file as a single frame (index 0), resized by the rule."""
+    if not os.path.isfile(path):
+        raise MediaError(path, "file not found")
+    with open(path, "rb") as f:
+        rgb = decode_image(f.read(), path)
+    image, scale = resize_frame(rgb) if resize else (rgb, 1.0)
+    return Frame(index=0, timestamp=0.0, image=image, scale=scale)
+
+
+def read_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
+                per_second: bool = False, resize: bool = True) -> Iterator[Frame]:
+    """Frames of any supported media file: the sampled frames of a video, or the one image."""
+    if media_kind(path) == "image":
+        yield read_image_frame(path, resize=resize)
+    else:
+        yield from read_video_frames(path, frames=frames, per_second=per_second, resize=resize)
+
+
+def write_video(path: str | os.PathLike, frames_rgb, fps: float = 10.0) -> None:
+    """Write RGB frames as an mp4 (mp4v) video. Used by the demo data and the tests."""
+    frames_rgb = list(frames_rgb)
+    if not frames_rgb:
+        raise ValueError("write_video needs at least one frame")
+    h, w = frames_rgb[0].shape[:2]
+    tmp = f"{path}.part.mp4"
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise MediaError(path, "cannot open a video writer (mp4v)")
+    try:
+        for frame in frames_rgb:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    os.replace(tmp, path)
