@@ -43,7 +43,7 @@ test: install ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench-prepare: install ## frames/s and faces/s of data preparation against the naive pipeline
-	$(BIN)/python -m benchmarks.bench_prepare
+	$(BIN)/python -m dfdetect.training.bench_prepare
 
 clean: ## remove generated data, runs and model repositories (keeps .venv)
 	rm -rf data runs model_repository reports .pytest_cache

@@ -74,3 +74,15 @@ def test_detector_rejects_bad_settings():
         FaceDetector(min_confidence=1.5)
     with pytest.raises(ValueError, match="min_face_size"):
         FaceDetector(min_face_size=4)
+
+
+def test_faces_are_cut_from_the_full_resolution_frame(detector, astronaut):
+    import cv2
+
+    half = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    frame = Frame(index=0, timestamp=0.0, image=half, scale=0.5, original=astronaut)
+    (face,), _ = faces_in_frames(detector, [frame], margin=0.3, size=128)
+    np.testing.assert_array_equal(face.crop, crop_face(astronaut, face.box, 0.3, 128))
+    # The source region is twice the detection region: at least 128 px, so nothing is upscaled.
+    x0, y0, x1, y1 = square_crop_box(face.box, astronaut.shape, 0.3)
+    assert x1 - x0 >= 128

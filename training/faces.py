@@ -138,10 +138,14 @@ def faces_in_frames(detector: FaceDetector, frames, margin: float = DEFAULT_CROP
             empty.append(frame.index)
             continue
         for face_index, det in enumerate(found):
-            crop = crop_face(frame.image, det.box, margin, size)
+            # Detected on the resized frame, cut from the full one: the crop keeps every pixel
+            # of detail the source has (blending traces are fine-grained).
             x, y, w, h = det.box
             s = frame.scale
             original_box = (int(round(x / s)), int(round(y / s)), int(round(w / s)), int(round(h / s)))
+            source = frame.full
+            box = original_box if source is not frame.image else det.box
+            crop = crop_face(source, box, margin, size)
             faces.append(Face(frame_index=frame.index, timestamp=frame.timestamp,
                               face_index=face_index, box=original_box,
                               confidence=det.confidence, crop=crop))

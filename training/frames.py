@@ -91,12 +91,18 @@ def sample_indices(frame_count: int, fps: float, frames: int | None = DEFAULT_FR
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame, resized by the rule, in RGB."""
+    """One decoded frame in RGB: resized by the rule for detection, and as decoded for cropping."""
 
     index: int
     timestamp: float  # seconds from the start of the video
-    image: np.ndarray  # H x W x 3 uint8 RGB, after the resize rule
+    image: np.ndarray  # H x W x 3 uint8 RGB, after the resize rule: what the detector sees
     scale: float  # factor applied by the resize rule (original = image / scale)
+    original: np.ndarray | None = None  # the frame as decoded: faces are cut from it, at full detail
+
+    @property
+    def full(self) -> np.ndarray:
+        """The full-resolution frame (the resized one where the original was not kept)."""
+        return self.image if self.original is None else self.original
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ def read_video_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAM
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             image, scale = resize_frame(rgb) if resize else (rgb, 1.0)
             yielded += 1
-            yield Frame(index=index, timestamp=index / fps, image=image, scale=scale)
+            yield Frame(index=index, timestamp=index / fps, image=image, scale=scale, original=rgb)
         if yielded == 0:
             raise MediaError(path, "no frame could be decoded (corrupt or empty video)")
     finally:
@@ -189,7 +195,7 @@ def read_image_frame(path: str | os.PathLike, resize: bool = True) -> Frame:
     with open(path, "rb") as f:
         rgb = decode_image(f.read(), path)
     image, scale = resize_frame(rgb) if resize else (rgb, 1.0)
-    return Frame(index=0, timestamp=0.0, image=image, scale=scale)
+    return Frame(index=0, timestamp=0.0, image=image, scale=scale, original=rgb)
 
 
 def read_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
@@ -202,18 +208,23 @@ def read_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
 
 
 def write_video(path: str | os.PathLike, frames_rgb, fps: float = 10.0) -> None:
-    """Write RGB frames as an mp4 (mp4v) video. Used by the demo data and the tests."""
-    frames_rgb = list(frames_rgb)
-    if not frames_rgb:
-        raise ValueError("write_video needs at least one frame")
-    h, w = frames_rgb[0].shape[:2]
+    """Write RGB frames (any iterable, consumed one at a time) as an mp4 (mp4v) video.
+
+    Used by the demo data, the benchmarks and the tests. The file appears only when complete.
+    """
     tmp = f"{path}.part.mp4"
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise MediaError(path, "cannot open a video writer (mp4v)")
+    writer = None
     try:
         for frame in frames_rgb:
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise MediaError(path, "cannot open a video writer (mp4v)")
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
-        writer.release()
+        if writer is not None:
+            writer.release()
+    if writer is None:
+        raise ValueError("write_video needs at least one frame")
     os.replace(tmp, path)

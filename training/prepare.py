@@ -103,17 +103,23 @@ def _write_atomic(path: Path, data: bytes) -> None:
 _detector: face_mod.FaceDetector | None = None
 
 
-def _init_worker(config: PrepareConfig, threads: int) -> None:
-    """One detector per worker process, built once; TensorFlow and OpenCV kept to a thread each
-    so that the workers, not their thread pools, share the cores."""
-    global _detector
-    import cv2
-    import tensorflow as tf
+def _init_worker(config: PrepareConfig, threads: int | None = None) -> None:
+    """Build this process's detector once (reused while its settings stay the same).
 
-    cv2.setNumThreads(threads)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    _detector = face_mod.FaceDetector(config.min_confidence, config.min_face_size, config.largest_only)
+    In a worker process ``threads`` keeps TensorFlow and OpenCV to that many threads, so that
+    the workers, not their thread pools, share the cores; in-process runs leave them alone.
+    """
+    global _detector
+    if threads is not None:
+        import cv2
+        import tensorflow as tf
+
+        cv2.setNumThreads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    settings = (config.min_confidence, config.min_face_size, config.largest_only)
+    if _detector is None or (_detector.min_confidence, _detector.min_face_size, _detector.largest_only) != settings:
+        _detector = face_mod.FaceDetector(*settings)
 
 
 def process_item(item: MediaItem, split: str, config: PrepareConfig) -> dict:
@@ -229,7 +235,7 @@ def run_prepare(config: PrepareConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     if workers == 1:
         if todo:
-            _init_worker(config, threads=0)  # 0 = TensorFlow's own default
+            _init_worker(config)
         for item, split in todo:
             account(process_item(item, split, config))
     else:
