@@ -17,7 +17,7 @@ log = logging.getLogger("dfdetect")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dfdetect.training.cli import add_prepare_parser
+    from dfdetect.training.cli import add_evaluate_parser, add_prepare_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="dfdetect",
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: $DFDETECT_LOG_LEVEL or INFO)")
     sub = parser.add_subparsers(title="stages", metavar="COMMAND", required=True)
     add_prepare_parser(sub)
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
     return parser
 
 

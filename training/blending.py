@@ -28,11 +28,15 @@ class BlendStrength:
     warp_shift: float  # max shift of the copy, as a fraction of the face size
     blend: tuple[float, float]  # range of the mask's peak opacity
     mask_scale: tuple[float, float]  # mask ellipse size relative to the face box
+    colour_shift_min: float = 0.0  # least offset of the strongest channel (0: may be none)
+    smooth: tuple[float, float] | None = None  # always blur with a sigma in this range (as a
+    # generator's output is smoother than the camera's); None: blur or sharpen at random
 
 
-# Demo fakes: plainly visible, so a small model trained for minutes on a tiny demo set learns them.
-DEMO = BlendStrength(colour_shift=40.0, gain=0.25, warp_scale=0.06, warp_shift=0.04,
-                     blend=(0.85, 1.0), mask_scale=(0.9, 1.1))
+# Demo fakes: plainly visible (a colour mismatch of at least 25 levels and a smoothed face), so a
+# small model trained for minutes on a tiny demo set can learn them.
+DEMO = BlendStrength(colour_shift=40.0, gain=0.15, warp_scale=0.06, warp_shift=0.04,
+                     blend=(0.85, 1.0), mask_scale=(0.9, 1.1), colour_shift_min=25.0, smooth=(1.5, 2.5))
 # Training pseudo-fakes: the subtler range of the paper's augmentations.
 TRAINING = BlendStrength(colour_shift=20.0, gain=0.12, warp_scale=0.05, warp_shift=0.03,
                          blend=(0.5, 1.0), mask_scale=(0.8, 1.1))
@@ -56,10 +60,14 @@ def _alter(image: np.ndarray, box, rng: np.random.Generator, s: BlendStrength) -
     out = image.astype(np.float32)
     gain = 1.0 + rng.uniform(-s.gain, s.gain, size=3)
     shift = rng.uniform(-s.colour_shift, s.colour_shift, size=3)
+    strongest = int(np.argmax(np.abs(shift)))
+    if abs(shift[strongest]) < s.colour_shift_min:
+        shift[strongest] = np.copysign(rng.uniform(s.colour_shift_min, s.colour_shift), shift[strongest])
     out = out * gain + shift
-    if rng.random() < 0.5:
-        blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=rng.uniform(0.8, 1.6))
-        out = blurred
+    if s.smooth is not None:
+        out = cv2.GaussianBlur(out, (0, 0), sigmaX=rng.uniform(*s.smooth))
+    elif rng.random() < 0.5:
+        out = cv2.GaussianBlur(out, (0, 0), sigmaX=rng.uniform(0.8, 1.6))
     else:
         blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=1.0)
         out = out + rng.uniform(0.5, 1.5) * (out - blurred)  # unsharp mask

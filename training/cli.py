@@ -66,3 +66,83 @@ def run_prepare_command(args) -> int:
     print(summarize(manifest))
     print(f"manifest: {Path(out) / 'manifest.json'}")
     return 0
+
+
+def _prepare_demo_if_missing(prepared: str) -> None:
+    """`make train` on a fresh clone: the default data is the demo; make it when absent."""
+    demo_out = str(Path(DEFAULT_PREPARED_DIR) / Path(DEFAULT_DEMO_DIR).name)
+    if Path(prepared) != Path(demo_out) or (Path(prepared) / "manifest.json").is_file():
+        return
+    from dfdetect.training.demo import make_demo_dataset
+    from dfdetect.training.prepare import PrepareConfig, run_prepare, summarize
+
+    log.info("demo data not prepared yet: generating and preparing it first")
+    data = make_demo_dataset(DEFAULT_DEMO_DIR)
+    print(summarize(run_prepare(PrepareConfig(data=str(data), out=demo_out))))
+
+
+def add_train_parser(sub) -> None:
+    from dfdetect.training.config import PRESETS
+
+    p = sub.add_parser(
+        "train",
+        help="train the detector on prepared face crops, then calibrate and evaluate it",
+        description="Train a detector from scratch (no downloaded weights) on the output of `dfdetect prepare`. "
+                    "The config starts from a preset, then --config (YAML) and --set override fields. "
+                    "Writes a run folder under runs/ (config, best checkpoint, history, curves, metrics).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", default="smoke", choices=sorted(PRESETS),
+                   help="named preset: smoke (demo data, CPU, minutes) or GPU presets for real data")
+    p.add_argument("--config", help="YAML file overriding preset fields (sections model, data, train, eval)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override one field, e.g. --set model.image_size=128 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="resume an interrupted run from its last epoch")
+    p.add_argument("--no-evaluate", action="store_true", help="skip calibration and evaluation after training")
+    p.set_defaults(handler=run_train_command)
+
+
+def run_train_command(args) -> int:
+    from dfdetect.training.config import load_config
+    from dfdetect.training.train import load_run_config, train
+
+    if args.resume:
+        config = load_run_config(args.resume)
+        config.validate()
+    else:
+        config = load_config(args.preset, args.config, args.set)
+    _prepare_demo_if_missing(config.data.prepared)
+    Path(config.runs_dir).mkdir(parents=True, exist_ok=True)
+    run_dir = train(config, run_dir=args.resume)
+    print(f"run: {run_dir}")
+    if not args.no_evaluate:
+        _evaluate_and_print(run_dir)
+    return 0
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="calibrate a trained run on validation and report frame- and video-level metrics",
+        description="Score the validation and test splits with a run's best checkpoint; fit the temperature and "
+                    "the decision threshold on validation; write calibration.json, metrics.json and ROC PNGs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--run", help="run folder (default: the latest run, runs/LATEST)")
+    p.add_argument("--runs-dir", default="runs", help="where runs are looked up")
+    p.set_defaults(handler=run_evaluate_command)
+
+
+def _evaluate_and_print(run_dir) -> None:
+    from dfdetect.training.evaluate import format_metrics, evaluate_run
+
+    results = evaluate_run(run_dir)
+    print(format_metrics(results))
+    print(f"metrics: {Path(run_dir) / 'metrics.json'}")
+
+
+def run_evaluate_command(args) -> int:
+    from dfdetect.training.train import latest_run
+
+    _evaluate_and_print(args.run or latest_run(args.runs_dir))
+    return 0

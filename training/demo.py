@@ -28,8 +28,8 @@ from dfdetect.training.frames import write_video
 log = logging.getLogger(__name__)
 
 STAMP = "DEMO.json"
-DEFAULT_GROUPS = 20
-DEFAULT_FRAMES = 24
+DEFAULT_GROUPS = 40
+DEFAULT_FRAMES = 12
 DEFAULT_FPS = 10.0
 DEFAULT_SIZE = (320, 240)  # width, height
 

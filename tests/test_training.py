@@ -1,0 +1,163 @@
+"""Training and evaluation end to end on tiny generated data: real Keras models, real tf.data."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import separable_dataset, write_prepared, separable_crops
+from dfdetect.cli import main
+from dfdetect.errors import BadInputError
+from dfdetect.training import data
+from dfdetect.training.config import load_config
+from dfdetect.training.evaluate import evaluate_run
+from dfdetect.training.model import build_model
+from dfdetect.training.train import latest_run, train
+
+TINY = ["model.image_size=32", "model.dense_units=[16]", "model.batchnorm_momentum=0.5", "data.batch_size=16",
+        "data.augment=false", "data.sbi_rate=0", "train.learning_rate=0.002", "eval.batch_size=32"]
+
+
+def tiny_config(prepared, runs, *extra):
+    return load_config("smoke", sets=[*TINY, f"data.prepared={prepared}", f"runs_dir={runs}", *extra])
+
+
+@pytest.fixture(scope="module")
+def separable(tmp_path_factory):
+    return separable_dataset(tmp_path_factory.mktemp("separable"))
+
+
+@pytest.fixture(scope="module")
+def trained(separable, tmp_path_factory):
+    """One tiny run through the command line: train, calibrate, evaluate."""
+    runs = tmp_path_factory.mktemp("runs")
+    sets = [*TINY, f"data.prepared={separable}", f"runs_dir={runs}", "train.epochs=6"]
+    code = main(["train", *[a for s in sets for a in ("--set", s)]])
+    assert code == 0
+    return latest_run(runs)
+
+
+def test_loss_falls_and_auc_rises_above_chance(trained):
+    import csv
+
+    rows = list(csv.DictReader(open(trained / "history.csv")))
+    losses = [float(r["loss"]) for r in rows]
+    assert len(rows) >= 2 and min(losses[1:]) < losses[0]
+    results = json.loads((trained / "metrics.json").read_text())
+    assert results["splits"]["val"]["frame"]["auc"] > 0.75
+    assert results["splits"]["test"]["frame"]["auc"] > 0.75
+
+
+def test_run_folder_holds_everything(trained):
+    for name in ("config.yaml", "best.keras", "history.csv", "curves.png", "calibration.json", "metrics.json",
+                 "roc_val.png", "roc_test.png"):
+        assert (trained / name).is_file(), name
+    assert (trained / "tensorboard").is_dir()
+    assert (trained / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((trained / "metrics.json").read_text())
+    for split in ("val", "test"):
+        for level in ("frame", "video"):
+            m = results["splits"][split][level]
+            assert {"auc", "log_loss", "eer", "average_precision", "accuracy", "tpr_at_fpr_1pct",
+                    "tpr_at_fpr_5pct"} <= set(m)
+    assert results["splits"]["test"]["video"]["count"] == 4  # 2 real + 2 fake videos
+
+
+def test_calibration_lowers_log_loss_and_keeps_the_fpr(trained):
+    c = json.loads((trained / "calibration.json").read_text())
+    assert c["temperature"] > 0
+    assert c["val_log_loss_after"] <= c["val_log_loss_before"] + 1e-9
+    assert c["val_fpr_at_threshold"] <= c["target_fpr"]
+    assert 0 <= c["threshold"] <= 1
+
+
+def test_evaluate_command_uses_the_latest_run(trained, capsys):
+    assert main(["evaluate", "--run", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert "test   video" in out and "threshold" in out
+
+
+def test_resume_after_an_interruption(separable, tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("simulated preemption")
+
+    config = tiny_config(separable, tmp_path, "train.epochs=4", "train.early_stopping_patience=10")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[Interrupt()])
+    run = latest_run(tmp_path)
+    assert (run / "backup").is_dir()
+    train(config, run_dir=run)
+    epochs = [int(line.split(",")[0]) for line in (run / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2, 3]  # epochs 0-1 before the interruption, 2-3 after: none repeated
+
+
+def test_model_contract():
+    config = load_config("smoke", sets=["model.image_size=32", "model.dense_units=[8]"])
+    model = build_model(config.model)
+    assert model.inputs[0].dtype == "uint8" and model.inputs[0].name == "images"
+    assert tuple(model.inputs[0].shape) == (None, 32, 32, 3)
+    out = model(np.stack([np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)]))
+    out = np.asarray(out)
+    assert out.shape == (2, 1) and out.dtype == np.float32 and np.isfinite(out).all()
+    names = {layer.name for layer in model.layers}
+    assert {"head_pool", "head_dense_0", "logit"} <= names
+
+
+def test_resnet50_backbone_builds():
+    config = load_config("smoke", sets=["model.backbone=resnet50", "model.image_size=32", "model.dense_units=[8]"])
+    model = build_model(config.model)
+    assert model(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 1)
+
+
+def test_missing_or_empty_prepared_data(tmp_path):
+    with pytest.raises(BadInputError, match="does not exist; run `dfdetect prepare`"):
+        train(tiny_config(tmp_path / "nothing", tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="no manifest.json"):
+        train(tiny_config(tmp_path / "empty", tmp_path))
+    assert not (tmp_path / "LATEST").exists()  # nothing started
+
+
+def test_a_split_with_one_class_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    prepared = write_prepared(tmp_path / "p", {
+        "a": (0, "train", separable_crops(0, 4, 32, rng)), "b": (0, "train", separable_crops(0, 4, 32, rng)),
+        "c": (0, "val", separable_crops(0, 4, 32, rng)), "d": (1, "val", separable_crops(1, 4, 32, rng))})
+    with pytest.raises(BadInputError, match="train split .* holds only real faces"):
+        train(tiny_config(prepared, tmp_path))
+
+
+def test_pipeline_shapes_augmentation_and_balance(tmp_path):
+    rng = np.random.default_rng(1)
+    spec = {f"r{i}": (0, "train", separable_crops(0, 6, 40, rng)) for i in range(6)}
+    spec.update({"f0": (1, "train", separable_crops(1, 6, 40, rng))})
+    prepared = write_prepared(tmp_path / "p", spec)
+    manifest = data.load_manifest(prepared)
+    split = data.split_files(prepared, manifest, "train")
+    config = load_config("smoke", sets=["data.batch_size=32", "data.balance=sample", "data.sbi_rate=0"]).data
+    ds = data.training_dataset(split, config, image_size=32)
+    labels = []
+    for images, y in ds.take(8):
+        assert images.dtype == "uint8" and tuple(images.shape[1:]) == (32, 32, 3)
+        labels.append(y.numpy())
+    share = np.concatenate(labels).mean()
+    assert 0.35 < share < 0.65  # 6 real videos to 1 fake, sampled to balance
+    assert data.class_weights(split.faces) == pytest.approx({0: 42 / 72, 1: 42 / 12})
+
+
+def test_self_blended_pseudo_fakes_from_real_crops(tmp_path):
+    rng = np.random.default_rng(2)
+    prepared = write_prepared(tmp_path / "p", {"r": (0, "train", separable_crops(0, 8, 64, rng)),
+                                               "f": (1, "train", separable_crops(1, 1, 64, rng))})
+    split = data.split_files(prepared, data.load_manifest(prepared), "train")
+    config = load_config("smoke", sets=["data.sbi_rate=1.0", "data.augment=false", "data.batch_size=9",
+                                        "data.balance=none"]).data
+    images, labels = next(iter(data.training_dataset(split, config, image_size=64)))
+    assert labels.numpy().ravel().tolist() == [1.0] * 9  # every real crop became a pseudo-fake
+    originals = next(iter(data.evaluation_dataset(split, 64, 9)))[0].numpy()
+    # The blends are not the originals: each output differs from every original crop.
+    diffs = np.abs(images.numpy()[:, None].astype(int) - originals[None].astype(int)).mean(axis=(2, 3, 4))
+    assert (diffs.min(axis=1) > 0.5).sum() >= 8

@@ -1,0 +1,167 @@
+"""Training: a run folder, a distribution strategy, Keras fit with checkpoints, resume and logs.
+
+Run folder (``runs/<preset>-<time>/``)::
+
+    config.yaml        the resolved config
+    best.keras         the checkpoint with the lowest validation loss
+    backup/            Keras' BackupAndRestore state: an interrupted run resumes from here
+    history.csv        loss and metrics per epoch
+    curves.png         training curves (loss, AUC)
+    tensorboard/       TensorBoard logs
+    calibration.json   temperature and decision threshold (written by evaluation)
+    metrics.json, roc_<split>.png   evaluation results
+
+``runs/LATEST`` names the newest run; export takes its best checkpoint by default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import yaml
+
+from dfdetect.errors import BadInputError
+from dfdetect.training.config import RunConfig, config_from_dict
+
+log = logging.getLogger(__name__)
+
+LATEST = "LATEST"
+CHECKPOINT = "best.keras"
+
+
+def choose_strategy():
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers; MirroredStrategy over
+    the GPUs of one machine; the default strategy otherwise (CPU, or one GPU)."""
+    import tensorflow as tf
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    workers = tf_config.get("cluster", {}).get("worker", [])
+    if len(workers) > 1:
+        log.info("multi-worker training: %d workers (TF_CONFIG)", len(workers))
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        log.info("mirrored training over %d GPUs", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    log.info("training on %s", "one GPU" if gpus else "the CPU")
+    return tf.distribute.get_strategy()
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = Path(config.runs_dir) / f"{config.preset}-{stamp}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def latest_run(runs_dir: str | Path = "runs") -> Path:
+    """The newest run folder (as named by runs/LATEST)."""
+    marker = Path(runs_dir) / LATEST
+    if not marker.is_file():
+        raise BadInputError(f"no training run in {runs_dir}: run `dfdetect train` (or `make train`) first")
+    run = Path(runs_dir) / marker.read_text().strip()
+    if not run.is_dir():
+        raise BadInputError(f"{marker} names {run}, which does not exist")
+    return run
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise BadInputError(f"{run_dir} is not a training run (no config.yaml)")
+    return config_from_dict(yaml.safe_load(path.read_text()))
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One log line per epoch: the figures people watch, and the time it took."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        figures = "  ".join(f"{k} {float(v):.4f}" for k, v in sorted((logs or {}).items()))
+        log.info("epoch %d/%d (%.1f s)  %s", epoch + 1, self.total_epochs,
+                 time.perf_counter() - self._started, figures)
+
+
+def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) -> Path:
+    """Train a model; returns the run folder. With ``run_dir`` of an interrupted run, resume it.
+    ``callbacks`` are added to the product's own (checkpoints, early stopping, logs)."""
+    from dfdetect.training import data
+    from dfdetect.training.model import build_model
+    from dfdetect.training.plots import plot_history
+
+    config.validate()
+    manifest = data.load_manifest(config.data.prepared)
+    train_split = data.split_files(config.data.prepared, manifest, "train")
+    val_split = data.split_files(config.data.prepared, manifest, "val")
+
+    if run_dir is None:
+        run_dir = new_run_dir(config)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    else:
+        run_dir = Path(run_dir)
+        log.info("resuming %s", run_dir)
+    tmp = Path(config.runs_dir) / f".{LATEST}.tmp"
+    tmp.write_text(run_dir.name)
+    os.replace(tmp, Path(config.runs_dir) / LATEST)
+
+    keras.utils.set_random_seed(config.train.seed)
+    strategy = choose_strategy()
+    balance = config.data.balance
+    weights = data.class_weights(train_split.faces) if balance == "class_weight" else None
+    log.info("train: %d faces (%d real, %d fake); val: %d faces; balance: %s%s", train_split.total,
+             train_split.faces[0], train_split.faces[1], val_split.total, balance,
+             f" (weights real {weights[0]:.2f}, fake {weights[1]:.2f})" if weights else "")
+    if config.data.sbi_rate:
+        log.info("self-blended pseudo-fakes: %.0f%% of real training crops", 100 * config.data.sbi_rate)
+
+    size = config.model.image_size
+    train_ds = data.training_dataset(train_split, config.data, size, seed=config.train.seed)
+    val_ds = data.validation_dataset(val_split, size, config.eval.batch_size)
+    # The training set repeats; an epoch is one pass over the training faces unless set.
+    steps = config.train.steps_per_epoch or max(1, -(-train_split.total // config.data.batch_size))
+
+    with strategy.scope():
+        model = build_model(config.model)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.train.learning_rate),
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
+                     keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+        )
+    callbacks = [
+        *callbacks,
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT), monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
+        keras.callbacks.TerminateOnNaN(),
+        EpochProgress(config.train.epochs),
+    ]
+    started = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, steps_per_epoch=steps,
+              class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)  # the data shuffles itself
+    log.info("training took %.1f s", time.perf_counter() - started)
+    if not (run_dir / CHECKPOINT).is_file():
+        raise RuntimeError(f"training wrote no checkpoint into {run_dir}")
+    plot_history(run_dir / "history.csv", run_dir / "curves.png")
+    log.info("best checkpoint %s; curves %s", run_dir / CHECKPOINT, run_dir / "curves.png")
+    return run_dir
