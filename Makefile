@@ -12,10 +12,17 @@ INSTALLED := $(VENV)/.installed
 DATA ?=
 PREPARED ?=
 PREPARE_ARGS ?=
+PRESET ?= smoke
+CONFIG ?=
+TRAIN_ARGS ?=
+RUN ?=
+MODEL_REPOSITORY ?= model_repository
+MODEL_NAME ?= deepfake
+EXPORT_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install prepare test bench-prepare clean
+.PHONY: help install prepare train evaluate export test bench-prepare bench-train bench-export clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -25,6 +32,13 @@ help: ## list targets and variables
 	@echo "  DATA=DIR          dataset folder (DFDC, Celeb-DF v2, or real/ + fake/); empty: generated demo data"
 	@echo "  PREPARED=DIR      where prepared face crops go (default data/prepared/<dataset name>)"
 	@echo "  PREPARE_ARGS=...  more 'dfdetect prepare' flags, e.g. '--frames 16 --workers 8'"
+	@echo "  PRESET=smoke      training preset: smoke (demo data, CPU), dfdc_b0, celebdf_b4"
+	@echo "  CONFIG=FILE       YAML file overriding preset fields"
+	@echo "  TRAIN_ARGS=...    more 'dfdetect train' flags, e.g. '--set train.epochs=5'"
+	@echo "  RUN=DIR           run folder for 'make evaluate' and 'make export' (default: the latest run)"
+	@echo "  MODEL_REPOSITORY=model_repository   model repository root (local path or gs://...)"
+	@echo "  MODEL_NAME=deepfake                 model folder name in the repository"
+	@echo "  EXPORT_ARGS=...   more 'dfdetect export' flags, e.g. '--keep 3' or '--no-onnx'"
 	@echo "  PYTEST_ARGS=...   extra pytest arguments for 'make test'"
 	@echo "  PYTHON=python3    interpreter the virtual environment is built from"
 
@@ -39,11 +53,26 @@ $(INSTALLED): pyproject.toml
 prepare: install ## frames -> MTCNN face crops -> leak-free TFRecord splits (demo data if no DATA)
 	$(BIN)/dfdetect prepare $(if $(DATA),--data $(DATA)) $(if $(PREPARED),--out $(PREPARED)) $(PREPARE_ARGS)
 
+train: install ## train PRESET (prepares the demo data first if needed), calibrate, evaluate, print metrics
+	$(BIN)/dfdetect train --preset $(PRESET) $(if $(CONFIG),--config $(CONFIG)) $(TRAIN_ARGS)
+
+evaluate: install ## re-evaluate a run (RUN=dir, default the latest): metrics.json, ROC plots
+	$(BIN)/dfdetect evaluate $(if $(RUN),--run $(RUN))
+
+export: install ## publish the latest run as the next model version (+ verified ONNX twin)
+	$(BIN)/dfdetect export --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) $(if $(RUN),--run $(RUN)) $(EXPORT_ARGS)
+
 test: install ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench-prepare: install ## frames/s and faces/s of data preparation against the naive pipeline
 	$(BIN)/python -m dfdetect.training.bench_prepare
+
+bench-train: install ## input pipeline vs training step throughput (pipeline must feed >= 2x)
+	$(BIN)/python -m dfdetect.training.bench_train
+
+bench-export: install ## export time, SavedModel/ONNX sizes, TensorFlow vs onnxruntime throughput
+	$(BIN)/python -m dfdetect.export.bench_export $(if $(RUN),--run $(RUN))
 
 clean: ## remove generated data, runs and model repositories (keeps .venv)
 	rm -rf data runs model_repository reports .pytest_cache

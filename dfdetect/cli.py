@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_parser(sub)
     add_train_parser(sub)
     add_evaluate_parser(sub)
+    from dfdetect.export.cli import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 

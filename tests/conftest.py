@@ -114,3 +114,39 @@ def separable_dataset(root: Path, size: int = 32, per_video: int = 6, seed: int 
                 spec[f"{split}_{'fake' if label else 'real'}_{k}"] = (label, split,
                                                                       separable_crops(label, per_video, size, rng))
     return write_prepared(root, spec)
+
+
+TINY_TRAINING = ["model.image_size=32", "model.dense_units=[16]", "model.batchnorm_momentum=0.5",
+                 "data.batch_size=16", "data.augment=false", "data.sbi_rate=0", "train.learning_rate=0.002",
+                 "eval.batch_size=32"]
+
+
+@pytest.fixture(scope="session")
+def separable_prepared(tmp_path_factory):
+    return separable_dataset(tmp_path_factory.mktemp("separable"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(separable_prepared, tmp_path_factory):
+    """A tiny model trained (through the command line) for a few epochs on separable data, then
+    calibrated and evaluated: its outputs vary, so exports and servers can be checked on it."""
+    from dfdetect.cli import main
+    from dfdetect.training.train import latest_run
+
+    runs = tmp_path_factory.mktemp("runs")
+    sets = [*TINY_TRAINING, f"data.prepared={separable_prepared}", f"runs_dir={runs}", "train.epochs=6"]
+    assert main(["train", *[a for s in sets for a in ("--set", s)]]) == 0
+    return latest_run(runs)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory):
+    """The tiny run exported (SavedModel + ONNX twin) into a fresh model repository."""
+    from dfdetect.export.exporter import export_run
+
+    repository = tmp_path_factory.mktemp("model_repository")
+    models_config = tmp_path_factory.mktemp("serving") / "models.config"
+    models_config.write_text('model_config_list { config { name: "deepfake" base_path: "/models/deepfake" '
+                             'model_platform: "tensorflow" } }\n')
+    result = export_run(tiny_run, str(repository), models_config=models_config)
+    return result, repository, models_config

@@ -6,17 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import separable_dataset, write_prepared, separable_crops
+from conftest import TINY_TRAINING as TINY
+from conftest import separable_crops, write_prepared
 from dfdetect.cli import main
 from dfdetect.errors import BadInputError
 from dfdetect.training import data
 from dfdetect.training.config import load_config
-from dfdetect.training.evaluate import evaluate_run
 from dfdetect.training.model import build_model
 from dfdetect.training.train import latest_run, train
-
-TINY = ["model.image_size=32", "model.dense_units=[16]", "model.batchnorm_momentum=0.5", "data.batch_size=16",
-        "data.augment=false", "data.sbi_rate=0", "train.learning_rate=0.002", "eval.batch_size=32"]
 
 
 def tiny_config(prepared, runs, *extra):
@@ -24,18 +21,14 @@ def tiny_config(prepared, runs, *extra):
 
 
 @pytest.fixture(scope="module")
-def separable(tmp_path_factory):
-    return separable_dataset(tmp_path_factory.mktemp("separable"))
+def separable(separable_prepared):
+    return separable_prepared
 
 
 @pytest.fixture(scope="module")
-def trained(separable, tmp_path_factory):
-    """One tiny run through the command line: train, calibrate, evaluate."""
-    runs = tmp_path_factory.mktemp("runs")
-    sets = [*TINY, f"data.prepared={separable}", f"runs_dir={runs}", "train.epochs=6"]
-    code = main(["train", *[a for s in sets for a in ("--set", s)]])
-    assert code == 0
-    return latest_run(runs)
+def trained(tiny_run):
+    """One tiny run through the command line: train, calibrate, evaluate (shared, see conftest)."""
+    return tiny_run
 
 
 def test_loss_falls_and_auc_rises_above_chance(trained):

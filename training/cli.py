@@ -68,7 +68,7 @@ def run_prepare_command(args) -> int:
     return 0
 
 
-def _prepare_demo_if_missing(prepared: str) -> None:
+def prepare_demo_if_missing(prepared: str) -> None:
     """`make train` on a fresh clone: the default data is the demo; make it when absent."""
     demo_out = str(Path(DEFAULT_PREPARED_DIR) / Path(DEFAULT_DEMO_DIR).name)
     if Path(prepared) != Path(demo_out) or (Path(prepared) / "manifest.json").is_file():
@@ -111,7 +111,7 @@ def run_train_command(args) -> int:
         config.validate()
     else:
         config = load_config(args.preset, args.config, args.set)
-    _prepare_demo_if_missing(config.data.prepared)
+    prepare_demo_if_missing(config.data.prepared)
     Path(config.runs_dir).mkdir(parents=True, exist_ok=True)
     run_dir = train(config, run_dir=args.resume)
     print(f"run: {run_dir}")

@@ -108,10 +108,11 @@ def _gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
     return batch[0]
 
 
-def _photometric(image: tf.Tensor, config: DataConfig, seed: int) -> tf.Tensor:
-    """JPEG re-compression and blur, each with its probability (one uint8 image)."""
+def _photometric(image: tf.Tensor, config: DataConfig) -> tf.Tensor:
+    """JPEG re-compression and blur, each with its probability (one uint8 image). The draws
+    follow TensorFlow's global seed, which training sets from train.seed."""
     low, high = config.jpeg_quality
-    rng = tf.random.uniform((3,), seed=None)
+    rng = tf.random.uniform((3,))
     if config.jpeg_probability > 0:
         image = tf.cond(rng[0] < config.jpeg_probability,
                         lambda: tf.image.random_jpeg_quality(image, low, high),
@@ -201,7 +202,7 @@ def training_dataset(split: SplitFiles, config: DataConfig, image_size: int, see
         ds = ds.map(lambda image, label: _pseudo_fake(image, label, config.sbi_rate, image_size, seed),
                     num_parallel_calls=AUTOTUNE)
     if config.augment:
-        ds = ds.map(lambda image, label: (_photometric(image, config, seed), label), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda image, label: (_photometric(image, config), label), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(config.batch_size, drop_remainder=False)
     if config.augment:
         augment = geometric_augmenter(config, seed)
