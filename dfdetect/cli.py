@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dfdetect.export.cli import add_export_parser
 
     add_export_parser(sub)
+    from dfdetect.serving.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

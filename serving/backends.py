@@ -1,0 +1,150 @@
+"""Backends: what runs a model version's signatures.
+
+- ``tf``: any SavedModel, through its signatures; signatures, dtypes and shapes come from the
+  model itself (its ``saved_model.pb``), so the server serves any model, not only ours.
+- ``onnx``: a version's ONNX twin (``<base>-onnx/<version>/model.onnx``), with onnxruntime,
+  exposed as the ``serving_default`` signature (the only one that converts).
+
+Both describe their signatures with TensorFlow's ``SignatureDef`` protos, which metadata
+requests return as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from dfdetect.contract import ONNX_SUFFIX, SIGNATURE_PIXELS
+
+log = logging.getLogger(__name__)
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    alias: str
+    dtype: tf.DType
+    shape: tuple[int | None, ...] | None  # None: unknown rank
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.shape) and self.shape[0] is None
+
+
+@dataclass
+class Signature:
+    name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    proto: meta_graph_pb2.SignatureDef
+
+    @property
+    def batchable(self) -> bool:
+        """Every input and output has a free leading (batch) dimension."""
+        return all(t.batched for t in (*self.inputs.values(), *self.outputs.values()))
+
+
+def _spec_from_info(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
+    shape = None if info.tensor_shape.unknown_rank else tuple(
+        None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
+    return TensorSpec(alias, tf.dtypes.as_dtype(info.dtype), shape)
+
+
+def _signature(name: str, proto: meta_graph_pb2.SignatureDef) -> Signature:
+    return Signature(name, {k: _spec_from_info(k, v) for k, v in proto.inputs.items()},
+                     {k: _spec_from_info(k, v) for k, v in proto.outputs.items()}, proto)
+
+
+class Runner:
+    """A loaded model version: its signatures, and a way to run one."""
+
+    signatures: dict[str, Signature]
+
+    def run(self, signature: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the version holds (sessions, graphs)."""
+
+
+class TensorFlowRunner(Runner):
+    def __init__(self, path: str):
+        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+            saved = saved_model_pb2.SavedModel.FromString(f.read())
+        graph = next((m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags), saved.meta_graphs[0])
+        self._model = tf.saved_model.load(path, tags=list(graph.meta_info_def.tags) or None)
+        self.signatures = {name: _signature(name, proto) for name, proto in graph.signature_def.items()
+                           if not name.startswith("__")}  # __saved_model_init_op is not a signature
+        self._functions = {name: self._model.signatures[name] for name in self.signatures}
+
+    def run(self, signature, inputs, outputs):
+        sig = self.signatures[signature]
+        feed = {alias: tf.constant(value, dtype=sig.inputs[alias].dtype) for alias, value in inputs.items()}
+        result = self._functions[signature](**feed)
+        return {name: result[name].numpy() for name in outputs}
+
+    def close(self):
+        self._functions.clear()
+        self._model = None
+
+
+_ONNX_TYPES = {
+    "tensor(float)": types_pb2.DT_FLOAT, "tensor(double)": types_pb2.DT_DOUBLE, "tensor(uint8)": types_pb2.DT_UINT8,
+    "tensor(int8)": types_pb2.DT_INT8, "tensor(int32)": types_pb2.DT_INT32, "tensor(int64)": types_pb2.DT_INT64,
+    "tensor(bool)": types_pb2.DT_BOOL, "tensor(float16)": types_pb2.DT_HALF, "tensor(string)": types_pb2.DT_STRING,
+}
+
+
+def onnx_path(version_path: str) -> str:
+    """Where a version's ONNX twin lives: ``<repo>/<name>-onnx/<version>/model.onnx``."""
+    version_path = version_path.rstrip("/")
+    base, version = os.path.split(version_path)
+    return os.path.join(base + ONNX_SUFFIX, version, "model.onnx")
+
+
+class OnnxRunner(Runner):
+    def __init__(self, version_path: str, threads: int = 0):
+        import onnxruntime as ort
+
+        path = onnx_path(version_path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"version has no ONNX twin at {path} (export it with ONNX, or serve --backend tf)")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        proto = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
+        for io, target in ((self._session.get_inputs(), proto.inputs), (self._session.get_outputs(), proto.outputs)):
+            for t in io:
+                info = target[t.name]
+                info.name = f"{t.name}:0"
+                info.dtype = _ONNX_TYPES.get(t.type, types_pb2.DT_INVALID)
+                info.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
+                    dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d if isinstance(d, int) else -1) for d in t.shape]))
+        self.signatures = {SIGNATURE_PIXELS: _signature(SIGNATURE_PIXELS, proto)}
+
+    def run(self, signature, inputs, outputs):
+        sig = self.signatures[signature]
+        feed = {alias: np.asarray(value, dtype=sig.inputs[alias].dtype.as_numpy_dtype) for alias, value in inputs.items()}
+        return dict(zip(outputs, self._session.run(outputs, feed)))
+
+    def close(self):
+        self._session = None
+
+
+BACKENDS = ("tf", "onnx")
+
+
+def load_runner(backend: str, version_path: str) -> Runner:
+    if backend == "tf":
+        return TensorFlowRunner(version_path)
+    if backend == "onnx":
+        return OnnxRunner(version_path)
+    raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")

@@ -1,0 +1,25 @@
+"""``dfdetect serve``: the local model server (see serving/server.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_serve_parser(sub) -> None:
+    from dfdetect.serving.server import add_server_flags
+
+    p = sub.add_parser(
+        "serve",
+        help="run the local model server (drop-in for tensorflow_model_server: gRPC 8500, REST 8501)",
+        description="Serve SavedModel versions over TensorFlow Serving's gRPC and REST APIs, with its flags and "
+                    "config files: version polling, labels, batching, warm-up, Prometheus metrics.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_server_flags(p)
+    p.set_defaults(handler=run_serve_command)
+
+
+def run_serve_command(args) -> int:
+    from dfdetect.serving.server import ServerOptions, serve
+
+    return serve(ServerOptions.from_args(args))

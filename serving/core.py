@@ -1,0 +1,142 @@
+"""The protocol-neutral core: predict, metadata and status over numpy arrays.
+
+gRPC and REST are thin layers over it; every check and every error message lives here once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from dfdetect.serving.backends import Signature, TensorSpec
+from dfdetect.serving.errors import ServingError, invalid
+from dfdetect.serving.models import LoadedVersion, ModelManager, VersionState
+
+
+@dataclass
+class Spec:
+    """What a request names: model, and optionally a version or a label, and a signature."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature: str = ""
+
+
+@dataclass
+class PredictResult:
+    name: str
+    version: int
+    signature: str
+    outputs: dict[str, np.ndarray]
+
+
+def _shape_text(shape) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]" if shape is not None else "<unknown>"
+
+
+def check_input(spec: TensorSpec, value: np.ndarray) -> np.ndarray:
+    """Dtype and shape of one input against the signature; INVALID_ARGUMENT naming both."""
+    expected = spec.dtype
+    if expected == tf.string:
+        if value.dtype.kind not in ("S", "O", "U"):
+            raise invalid(f"Expected input {spec.alias} to be a string (DT_STRING) tensor, got {value.dtype}")
+    else:
+        if value.dtype != np.dtype(expected.as_numpy_dtype):
+            actual = tf.dtypes.as_dtype(value.dtype).name if value.dtype.kind != "O" else "object"
+            raise invalid(f"Expected input {spec.alias} to be of type {expected.name} "
+                          f"(DT_{expected.name.upper()}), got {actual}")
+    if spec.shape is not None:
+        if value.ndim != len(spec.shape) or any(e is not None and e != a for e, a in zip(spec.shape, value.shape)):
+            raise invalid(f"Input {spec.alias} has shape {_shape_text(value.shape)} but the signature expects "
+                          f"{_shape_text(spec.shape)}")
+    return value
+
+
+class ServingCore:
+    def __init__(self, manager: ModelManager, metrics=None):
+        self.manager = manager
+        self.metrics = metrics
+
+    def predict(self, spec: Spec, inputs: dict[str, np.ndarray], output_filter=(), api: str = "grpc") -> PredictResult:
+        started = time.perf_counter()
+        status, signature_name = "OK", spec.signature or "serving_default"
+        try:
+            with self.manager.acquire(spec.name, spec.version, spec.label) as loaded:
+                sig = self.manager.signature(loaded, spec.signature)
+                signature_name = sig.name
+                feed = self._validated(sig, inputs)
+                outputs = self._outputs(sig, output_filter)
+                result = self._run(loaded, sig, feed, outputs)
+                return PredictResult(spec.name, loaded.version, sig.name, result)
+        except ServingError as e:
+            status = e.code_name
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe(spec.name or "", signature_name, api, status, time.perf_counter() - started)
+
+    @staticmethod
+    def _validated(sig: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        expected = sorted(sig.inputs)
+        if len(inputs) != len(sig.inputs):
+            extra = sorted(set(inputs) - set(sig.inputs))
+            missing = sorted(set(sig.inputs) - set(inputs))
+            raise invalid(f"input size does not match signature: {len(inputs)}!={len(sig.inputs)} "
+                          f"len({{{','.join(sorted(inputs))}}}) != len({{{','.join(expected)}}}). "
+                          f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
+        unknown = sorted(set(inputs) - set(sig.inputs))
+        if unknown:
+            raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
+                          f"Inputs expected to be in the set {{{','.join(expected)}}}.")
+        feed = {alias: check_input(sig.inputs[alias], value) for alias, value in inputs.items()}
+        if sig.batchable:
+            sizes = {len(v) for v in feed.values()}
+            if len(sizes) > 1:
+                raise invalid(f"Inputs of signature {sig.name} must share their first (batch) dimension, "
+                              f"got {sorted(sizes)}")
+        return feed
+
+    @staticmethod
+    def _outputs(sig: Signature, output_filter) -> list[str]:
+        if not output_filter:
+            return sorted(sig.outputs)
+        if len(set(output_filter)) != len(output_filter):
+            duplicate = next(n for n in output_filter if list(output_filter).count(n) > 1)
+            raise invalid(f"duplicate output tensor alias: {duplicate}")
+        for name in output_filter:
+            if name not in sig.outputs:
+                raise invalid(f"output tensor alias not found in signature: {name} Outputs expected to be in the "
+                              f"set {{{','.join(sorted(sig.outputs))}}}.")
+        return list(dict.fromkeys(output_filter))
+
+    @staticmethod
+    def _run(loaded: LoadedVersion, sig: Signature, feed, outputs) -> dict[str, np.ndarray]:
+        try:
+            return loaded.run(sig.name, feed, outputs)
+        except ServingError:
+            raise
+        except tf.errors.InvalidArgumentError as e:
+            raise invalid(e.message.strip().splitlines()[0] if e.message else str(e)) from None
+        except tf.errors.OpError as e:
+            raise ServingError(_op_code(e), e.message or str(e)) from None
+
+    def metadata(self, spec: Spec):
+        """(model name, version, {signature name: SignatureDef})."""
+        with self.manager.acquire(spec.name, spec.version, spec.label) as loaded:
+            return spec.name, loaded.version, {name: s.proto for name, s in loaded.signatures.items()}
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
+        return self.manager.status(name, version, label)
+
+
+def _op_code(error: tf.errors.OpError):
+    import grpc
+
+    for code in grpc.StatusCode:
+        if code.value[0] == error.error_code:
+            return code
+    return grpc.StatusCode.INTERNAL

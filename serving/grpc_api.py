@@ -1,0 +1,115 @@
+"""The gRPC API: TensorFlow Serving's PredictionService and ModelService, plus grpc.health.v1.
+
+Thin: requests become core calls, ServingErrors become status codes, results become protos.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
+
+from dfdetect.serving import protos
+from dfdetect.serving.core import ServingCore
+from dfdetect.serving.errors import ServingError, invalid, unimplemented
+
+log = logging.getLogger(__name__)
+
+# A batch of 64 uint8 224 x 224 crops is 9.6 MB; TensorFlow Serving itself accepts up to 2 GB.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+def _abort(context, error: ServingError):
+    context.abort(error.code, error.message)
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    def Predict(self, request, context):
+        try:
+            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
+            inputs = {alias: protos.tensor_to_array(alias, t) for alias, t in request.inputs.items()}
+            result = self.core.predict(spec, inputs, list(request.output_filter), api="grpc")
+        except ServingError as e:
+            _abort(context, e)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = result.name
+        response.model_spec.version.value = result.version
+        response.model_spec.signature_name = result.signature
+        for name, value in result.outputs.items():
+            response.outputs[name].CopyFrom(protos.array_to_tensor(value))
+        return response
+
+    def GetModelMetadata(self, request, context):
+        try:
+            fields = list(request.metadata_field)
+            if not fields:
+                raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+            for field in fields:
+                if field != "signature_def":
+                    raise invalid(f"Metadata field {field} is not supported")
+            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
+            name, version, signature_defs = self.core.metadata(spec)
+        except ServingError as e:
+            _abort(context, e)
+        return protos.metadata_response(name, version, signature_defs)
+
+    def _unimplemented(self, request, context):
+        _abort(context, unimplemented("this server implements Predict and GetModelMetadata; "
+                                      "Classify, Regress and MultiInference are not available"))
+
+    Classify = Regress = MultiInference = _unimplemented
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    def GetModelStatus(self, request, context):
+        try:
+            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
+            states = self.core.status(spec.name, spec.version, spec.label)
+        except ServingError as e:
+            _abort(context, e)
+        return protos.status_response(states)
+
+    def HandleReloadConfigRequest(self, request, context):
+        _abort(context, unimplemented("reloading the model config over gRPC is not supported; "
+                                      "restart the server with the new --model_config_file"))
+
+
+class GrpcServer:
+    """The gRPC server on its port, with the health service."""
+
+    def __init__(self, core: ServingCore, port: int, host: str = "0.0.0.0", workers: int = 32):
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.so_reuseport", 0)])
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind the gRPC port {host}:{port}")
+
+    def start(self) -> None:
+        self.server.start()
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
+            self.health.set(service, status)
+
+    def stop(self, grace: float) -> None:
+        """Refuse new calls; let calls in flight finish within ``grace`` seconds."""
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+

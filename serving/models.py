@@ -1,0 +1,310 @@
+"""Model versions on disk -> loaded, warmed-up versions that take traffic.
+
+For every configured model the manager watches ``base_path`` (every
+``--file_system_poll_wait_seconds``), decides which versions to serve by the version policy
+(latest N, all, specific), loads each new one, replays its warm-up requests, and only then makes
+it AVAILABLE. A version that leaves the policy is marked UNLOADING (no new requests reach it)
+and released once its in-flight requests finish, so a switch under load fails nothing. A
+version that fails to load is reported with its error and never serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from dfdetect.contract import WARMUP_FILE
+from dfdetect.serving.backends import Runner, Signature, load_runner
+from dfdetect.serving.batching import BatchingOptions, BatchQueue
+from dfdetect.serving.errors import failed_precondition, invalid, not_found
+
+log = logging.getLogger(__name__)
+
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+
+
+@dataclass
+class ModelSettings:
+    """What the server knows of one model from its flags or config file."""
+
+    name: str
+    base_path: str
+    policy: str = "latest"  # latest, all, specific
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()  # for the specific policy
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class VersionState:
+    version: int
+    state: str
+    error: str = ""
+    loaded: "LoadedVersion | None" = None
+
+
+class LoadedVersion:
+    """A version in memory: its runner, batch queues, and a count of requests in flight."""
+
+    def __init__(self, name: str, version: int, path: str, runner: Runner, batching: BatchingOptions | None,
+                 metrics=None):
+        self.name, self.version, self.path, self.runner = name, version, path, runner
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self._queues: dict[str, BatchQueue] = {}
+        if batching is not None:
+            for sig_name, sig in runner.signatures.items():
+                if sig.batchable:
+                    outputs = list(sig.outputs)
+                    self._queues[sig_name] = BatchQueue(
+                        lambda inputs, s=sig_name, o=outputs: runner.run(s, inputs, o), outputs, batching,
+                        name=f"{name}", metrics=metrics)
+
+    @property
+    def signatures(self) -> dict[str, Signature]:
+        return self.runner.signatures
+
+    def queue_depth(self) -> int:
+        return sum(q.depth for q in self._queues.values())
+
+    def run(self, signature: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        queue = self._queues.get(signature)
+        if queue is None:
+            return self.runner.run(signature, inputs, outputs)
+        result = queue.submit(inputs).result()
+        return {k: result[k] for k in outputs}
+
+    def enter(self) -> None:
+        with self._idle:
+            self._inflight += 1
+
+    def leave(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
+
+    def close(self) -> None:
+        for q in self._queues.values():
+            q.close()
+        self.runner.close()
+
+
+def warm_up(loaded: LoadedVersion) -> int:
+    """Replay the version's warm-up requests (PredictionLog records); returns how many ran.
+    A request for a signature the backend lacks (the bytes signature on ONNX) is skipped."""
+    path = os.path.join(loaded.path, WARMUP_FILE)
+    if not tf.io.gfile.exists(path):
+        return 0
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    count = 0
+    for raw in tf.data.TFRecordDataset([path]):
+        log_entry = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+        if not log_entry.HasField("predict_log"):
+            continue
+        request = log_entry.predict_log.request
+        signature = request.model_spec.signature_name or "serving_default"
+        sig = loaded.signatures.get(signature)
+        if sig is None:
+            continue
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        loaded.runner.run(signature, inputs, list(sig.outputs))
+        count += 1
+    return count
+
+
+def list_versions(base_path: str) -> list[int]:
+    if not tf.io.gfile.isdir(base_path):
+        return []
+    found = []
+    for entry in tf.io.gfile.listdir(base_path):
+        entry = entry.rstrip("/")
+        if entry.isdigit() and int(entry) > 0 and tf.io.gfile.isdir(os.path.join(base_path, entry)):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def aspired(settings: ModelSettings, on_disk: list[int]) -> set[int]:
+    if settings.policy == "all":
+        return set(on_disk)
+    if settings.policy == "specific":
+        return set(settings.versions) & set(on_disk)
+    return set(on_disk[-max(1, settings.num_versions):])
+
+
+class ModelManager:
+    def __init__(self, models: list[ModelSettings], backend: str = "tf", batching: BatchingOptions | None = None,
+                 metrics=None):
+        self.settings = {m.name: m for m in models}
+        self.backend = backend
+        self.batching = batching
+        self.metrics = metrics
+        self._states: dict[str, dict[int, VersionState]] = {m.name: {} for m in models}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        """Bring every model's loaded versions in line with what is on disk and the policy."""
+        for name, settings in self.settings.items():
+            try:
+                on_disk = list_versions(settings.base_path)
+            except tf.errors.OpError as e:
+                log.error("cannot list %s: %s", settings.base_path, e)
+                continue
+            wanted = aspired(settings, on_disk)
+            states = self._states[name]
+            for version in sorted(wanted):
+                if version not in states or (states[version].state == END and not states[version].error
+                                             and states[version].loaded is None):
+                    self._load(settings, version)
+            for version, st in list(states.items()):
+                if st.state == AVAILABLE and version not in wanted:
+                    self._unload(name, st)
+        self._report_loaded()
+
+    def _load(self, settings: ModelSettings, version: int) -> None:
+        states = self._states[settings.name]
+        with self._lock:
+            states[version] = VersionState(version, LOADING)
+        path = os.path.join(settings.base_path, str(version))
+        started = time.perf_counter()
+        try:
+            runner = load_runner(self.backend, path)
+            loaded = LoadedVersion(settings.name, version, path, runner, self.batching, self.metrics)
+            warmed = warm_up(loaded)
+        except Exception as e:  # any failure: reported in the status, never served
+            log.error("model %s version %d failed to load: %s", settings.name, version, e)
+            with self._lock:
+                states[version] = VersionState(version, END, error=f"{type(e).__name__}: {e}")
+            return
+        with self._lock:
+            states[version] = VersionState(version, AVAILABLE, loaded=loaded)
+        log.info("model %s version %d AVAILABLE (%s backend, %d warm-up requests, %.1f s)", settings.name, version,
+                 self.backend, warmed, time.perf_counter() - started)
+
+    def _unload(self, name: str, st: VersionState) -> None:
+        with self._lock:
+            st.state = UNLOADING  # no new request resolves to it from here on
+        loaded = st.loaded
+        threading.Thread(target=self._finish_unload, args=(name, st, loaded), daemon=True,
+                         name=f"unload-{name}-{st.version}").start()
+
+    def _finish_unload(self, name: str, st: VersionState, loaded: LoadedVersion) -> None:
+        loaded.wait_idle()
+        loaded.close()
+        with self._lock:
+            st.state, st.loaded = END, None
+        log.info("model %s version %d unloaded", name, st.version)
+        self._report_loaded()
+
+    def _report_loaded(self) -> None:
+        if self.metrics is None:
+            return
+        for name, states in self._states.items():
+            self.metrics.versions_loaded.labels(model=name).set(sum(s.state == AVAILABLE for s in states.values()))
+
+    def start(self, poll_seconds: float) -> None:
+        """Load what is there now, then keep watching (poll_seconds <= 0: load once only)."""
+        self.poll_once()
+        if poll_seconds > 0:
+            self._poller = threading.Thread(target=self._poll_loop, args=(poll_seconds,), daemon=True,
+                                            name="version-poller")
+            self._poller.start()
+
+    def _poll_loop(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            try:
+                self.poll_once()
+            except Exception:  # the poller must survive a bad version or a flaky file system
+                log.exception("version poll failed")
+
+    def stop(self, drain_seconds: float = 30.0) -> None:
+        """Stop watching; wait for in-flight requests (up to drain_seconds) and unload everything."""
+        self._stop.set()
+        if self._poller:
+            self._poller.join()
+        for states in self._states.values():
+            for st in states.values():
+                if st.loaded is not None:
+                    st.loaded.wait_idle(drain_seconds)
+                    st.loaded.close()
+                    st.state, st.loaded = END, None
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def _model(self, name: str) -> ModelSettings:
+        if not name:
+            raise invalid("ModelSpec has no name specified.")
+        if name not in self.settings:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        return self.settings[name]
+
+    @contextmanager
+    def acquire(self, name: str, version: int | None = None, label: str | None = None):
+        """The AVAILABLE version a request asks for, held until the request is done."""
+        settings = self._model(name)
+        if label:
+            if label not in settings.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = settings.labels[label]
+        with self._lock:
+            states = self._states[name]
+            if version is None:
+                available = [v for v, s in states.items() if s.state == AVAILABLE]
+                if not available:
+                    raise not_found(f"Servable not found for request: Latest({name})")
+                version = max(available)
+            st = states.get(version)
+            if st is None or st.state != AVAILABLE:
+                raise not_found(f"Servable not found for request: Specific({name}, {version})")
+            loaded = st.loaded
+            loaded.enter()
+        try:
+            yield loaded
+        finally:
+            loaded.leave()
+
+    def signature(self, loaded: LoadedVersion, name: str) -> Signature:
+        name = name or "serving_default"
+        sig = loaded.signatures.get(name)
+        if sig is None:
+            raise failed_precondition(f"Serving signature key \"{name}\" not found.")
+        return sig
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
+        if name not in self.settings:
+            raise not_found(f"Could not find any versions of model {name}")
+        settings = self.settings[name]
+        if label:
+            if label not in settings.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = settings.labels[label]
+        with self._lock:
+            states = sorted(self._states[name].values(), key=lambda s: -s.version)
+            if version is not None:
+                states = [s for s in states if s.version == version]
+                if not states:
+                    raise not_found(f"Could not find version {version} of model {name}")
+            if not states:
+                raise not_found(f"Could not find any versions of model {name}")
+            return [VersionState(s.version, s.state, s.error) for s in states]
+
+    def queue_depth(self) -> int:
+        with self._lock:
+            return sum(s.loaded.queue_depth() for states in self._states.values() for s in states.values()
+                       if s.loaded is not None)
