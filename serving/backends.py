@@ -119,6 +119,9 @@ class OnnxRunner(Runner):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Idle onnxruntime threads spin by default; beside batch threads and gRPC workers on a few
+        # cores that spinning steals the CPU the model needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         proto = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
         for io, target in ((self._session.get_inputs(), proto.inputs), (self._session.get_outputs(), proto.outputs)):

@@ -4,8 +4,9 @@ For every configured model the manager watches ``base_path`` (every
 ``--file_system_poll_wait_seconds``), decides which versions to serve by the version policy
 (latest N, all, specific), loads each new one, replays its warm-up requests, and only then makes
 it AVAILABLE. A version that leaves the policy is marked UNLOADING (no new requests reach it)
-and released once its in-flight requests finish, so a switch under load fails nothing. A
-version that fails to load is reported with its error and never serves.
+and released once its in-flight requests finish, so a switch under load fails nothing; it leaves
+only once a version it makes way for is AVAILABLE. A version that fails to load is reported with
+its error and never serves (and the version before it keeps serving).
 """
 
 from __future__ import annotations
@@ -172,9 +173,12 @@ class ModelManager:
                 if version not in states or (states[version].state == END and not states[version].error
                                              and states[version].loaded is None):
                     self._load(settings, version)
-            for version, st in list(states.items()):
-                if st.state == AVAILABLE and version not in wanted:
-                    self._unload(name, st)
+            # Availability first: versions leave only once a wanted version serves in their place,
+            # so a new version that fails to load leaves the old one serving.
+            if any(states[v].state == AVAILABLE for v in wanted if v in states):
+                for version, st in list(states.items()):
+                    if st.state == AVAILABLE and version not in wanted:
+                        self._unload(name, st)
         self._report_loaded()
 
     def _load(self, settings: ModelSettings, version: int) -> None:

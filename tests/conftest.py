@@ -150,3 +150,33 @@ def tiny_export(tiny_run, tmp_path_factory):
                              'model_platform: "tensorflow" } }\n')
     result = export_run(tiny_run, str(repository), models_config=models_config)
     return result, repository, models_config
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+def start_server(**options):
+    """The local model server, in this process, on free loopback ports."""
+    from dfdetect.serving.server import ModelServer, ServerOptions
+
+    defaults = dict(port=0, rest_api_port=0, host="127.0.0.1", model_name="deepfake")
+    return ModelServer(ServerOptions(**{**defaults, **options})).start()
+
+
+def generic_savedmodel(path: Path) -> Path:
+    """A SavedModel that is not dfdetect's: two signatures, several inputs and outputs, strings."""
+    import tensorflow as tf
+
+    class Generic(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        def half_plus_two(self, x):
+            return {"y": x * 0.5 + 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="a"),
+                                      tf.TensorSpec([None], tf.string, name="text")])
+        def mixed(self, a, text):
+            return {"doubled": a * 2.0, "length": tf.strings.length(text), "echo_bytes": text}
+
+    module = Generic()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.half_plus_two,
+                                                        "mixed": module.mixed})
+    return path

@@ -107,6 +107,8 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
     from dfdetect.training.plots import plot_history
 
     config.validate()
+    # The saved config must find the data from anywhere (export, evaluate, other folders).
+    config.data.prepared = str(Path(config.data.prepared).resolve())
     manifest = data.load_manifest(config.data.prepared)
     train_split = data.split_files(config.data.prepared, manifest, "train")
     val_split = data.split_files(config.data.prepared, manifest, "val")

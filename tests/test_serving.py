@@ -1,0 +1,461 @@
+"""The local server against TensorFlow Serving's own client stubs and plain HTTP."""
+
+import base64
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
+
+from conftest import generic_savedmodel, start_server
+from dfdetect.errors import BadInputError
+from dfdetect.export.exporter import encode_png, sample_crops
+from dfdetect.serving.config import (BatchingParameters, read_batching_parameters, read_model_server_config,
+                                     read_monitoring_config)
+from dfdetect.training.train import load_run_config
+
+SERVING = __import__("pathlib").Path(__file__).resolve().parents[1] / "serving"
+
+
+# --- fixtures and helpers -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def crops(tiny_run):
+    return sample_crops(load_run_config(tiny_run), 32)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_export, tmp_path_factory):
+    """The exported tiny model and a generic SavedModel, from one config file."""
+    _, repository, _ = tiny_export
+    generic = tmp_path_factory.mktemp("generic")
+    generic_savedmodel(generic / "1")
+    config = tmp_path_factory.mktemp("config") / "models.config"
+    config.write_text(f"""model_config_list {{
+  config {{ name: "deepfake" base_path: "{repository}/deepfake" model_platform: "tensorflow"
+           version_labels {{ key: "stable" value: 1 }} }}
+  config {{ name: "generic" base_path: "{generic}" model_platform: "tensorflow" }}
+}}""")
+    srv = start_server(model_config_file=str(config), monitoring_config_file=str(SERVING / "monitoring.config"))
+    yield srv
+    srv.stop()
+
+
+def stubs(port):
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return (prediction_service_pb2_grpc.PredictionServiceStub(channel),
+            model_service_pb2_grpc.ModelServiceStub(channel), channel)
+
+
+def predict_request(name="deepfake", signature="", **inputs):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def http(port, method, path, body=None):
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+def rest(port, method, path, body=None):
+    status, content_type, raw = http(port, method, path, body)
+    assert content_type == "application/json"
+    return status, json.loads(raw)
+
+
+def grpc_error(call, request):
+    with pytest.raises(grpc.RpcError) as info:
+        call(request)
+    return info.value.code(), info.value.details()
+
+
+# --- predict ---------------------------------------------------------------------------------------
+
+def test_predict_both_signatures_of_the_exported_model(server, tiny_export, crops):
+    result, _, _ = tiny_export
+    predict, _, _ = stubs(server.grpc_port)
+    response = predict.Predict(predict_request(images=crops))
+    scores = tf.make_ndarray(response.outputs["fake_probability"])
+    from dfdetect.export.savedmodel import LoadedModel
+
+    np.testing.assert_allclose(scores, LoadedModel(result.path).pixels(crops), atol=1e-6)
+    assert (response.model_spec.name, response.model_spec.version.value, response.model_spec.signature_name) == \
+        ("deepfake", 1, "serving_default")
+    response = predict.Predict(predict_request(signature="serve_image_bytes",
+                                               image_bytes=np.array(encode_png(crops), dtype=object)))
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["fake_probability"]), scores, atol=1e-5)
+    assert response.model_spec.signature_name == "serve_image_bytes"
+
+
+def test_version_and_label_in_the_model_spec(server, crops):
+    predict, _, _ = stubs(server.grpc_port)
+    request = predict_request(images=crops[:2])
+    request.model_spec.version.value = 1
+    assert predict.Predict(request).model_spec.version.value == 1
+    request = predict_request(images=crops[:2])
+    request.model_spec.version_label = "stable"
+    assert predict.Predict(request).model_spec.version.value == 1
+
+
+def test_a_generic_savedmodel_with_several_inputs_and_outputs(server):
+    predict, _, _ = stubs(server.grpc_port)
+    response = predict.Predict(predict_request("generic", x=np.array([[1.0], [4.0]], np.float32)))
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]), [[2.5], [4.0]])
+    response = predict.Predict(predict_request("generic", "mixed", a=np.array([1.5, 2.0], np.float32),
+                                               text=np.array([b"ab", b"xyz"], dtype=object)))
+    assert tf.make_ndarray(response.outputs["length"]).tolist() == [2, 3]
+    assert sorted(response.outputs) == ["doubled", "echo_bytes", "length"]
+    request = predict_request("generic", "mixed", a=np.array([1.0], np.float32), text=np.array([b"q"], dtype=object))
+    request.output_filter.append("doubled")
+    assert list(predict.Predict(request).outputs) == ["doubled"]
+
+
+def test_rest_row_columnar_and_b64(server, crops):
+    port = server.rest_port
+    status, body = rest(port, "POST", "/v1/models/generic:predict", {"instances": [[1.0], [4.0]]})
+    assert (status, body) == (200, {"predictions": [[2.5], [4.0]]})
+    status, body = rest(port, "POST", "/v1/models/generic:predict", {"inputs": [[1.0], [4.0]]})
+    assert (status, body) == (200, {"outputs": [[2.5], [4.0]]})
+    status, body = rest(port, "POST", "/v1/models/generic:predict", {
+        "signature_name": "mixed", "instances": [{"a": 1.0, "text": {"b64": base64.b64encode(b"hey").decode()}},
+                                                 {"a": 2.0, "text": "four"}]})
+    assert status == 200
+    assert body["predictions"] == [{"doubled": 2.0, "echo_bytes": {"b64": base64.b64encode(b"hey").decode()},
+                                    "length": 3},
+                                   {"doubled": 4.0, "echo_bytes": {"b64": base64.b64encode(b"four").decode()},
+                                    "length": 4}]
+    status, body = rest(port, "POST", "/v1/models/generic:predict", {
+        "signature_name": "mixed", "inputs": {"a": [1.0], "text": ["z"]}})
+    assert status == 200 and body["outputs"]["length"] == [1] and body["outputs"]["doubled"] == [2.0]
+    # Face crops as b64 JPEG/PNG through the bytes signature, and as pixels.
+    b64 = [{"b64": base64.b64encode(b).decode()} for b in encode_png(crops[:3])]
+    status, body = rest(port, "POST", "/v1/models/deepfake/versions/1:predict",
+                        {"signature_name": "serve_image_bytes", "instances": b64})
+    assert status == 200 and len(body["predictions"]) == 3
+    status, pixels = rest(port, "POST", "/v1/models/deepfake/labels/stable:predict",
+                          {"instances": crops[:3].tolist()})
+    assert status == 200
+    np.testing.assert_allclose(pixels["predictions"], body["predictions"], atol=1e-5)
+
+
+# --- metadata and status -------------------------------------------------------------------------
+
+def test_status_bodies(server):
+    _, models, _ = stubs(server.grpc_port)
+    response = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "deepfake"}))
+    (entry,) = response.model_version_status
+    assert entry.version == 1 and entry.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    status, body = rest(server.rest_port, "GET", "/v1/models/deepfake")
+    assert (status, body) == (200, {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+    assert rest(server.rest_port, "GET", "/v1/models/deepfake/versions/1")[1] == body
+    status, body = rest(server.rest_port, "GET", "/v1/models/deepfake/versions/5")
+    assert (status, body) == (404, {"error": "Could not find version 5 of model deepfake"})
+    status, body = rest(server.rest_port, "GET", "/v1/models/nobody")
+    assert (status, body) == (404, {"error": "Could not find any versions of model nobody"})
+
+
+def test_metadata_bodies(server):
+    predict, _, _ = stubs(server.grpc_port)
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "deepfake"
+    response = predict.GetModelMetadata(request)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    pixels = signatures.signature_def["serving_default"].inputs["images"]
+    assert pixels.dtype == tf.uint8.as_datatype_enum
+    assert [d.size for d in pixels.tensor_shape.dim] == [-1, 32, 32, 3]
+    status, body = rest(server.rest_port, "GET", "/v1/models/deepfake/metadata")
+    assert status == 200
+    assert body["model_spec"] == {"name": "deepfake", "signature_name": "", "version": "1"}
+    sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert sig["method_name"] == "tensorflow/serving/predict"
+    assert sig["inputs"]["images"]["dtype"] == "DT_UINT8"
+    assert sig["inputs"]["images"]["tensor_shape"] == {
+        "dim": [{"size": "-1", "name": ""}, {"size": "32", "name": ""}, {"size": "32", "name": ""},
+                {"size": "3", "name": ""}], "unknown_rank": False}
+    assert sig["outputs"]["fake_probability"]["dtype"] == "DT_FLOAT"
+    assert "serve_image_bytes" in body["metadata"]["signature_def"]["signature_def"]
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+def test_grpc_errors(server, crops):
+    predict, models, _ = stubs(server.grpc_port)
+    cases = [
+        (predict_request("nobody", images=crops), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nobody)"),
+        (predict_request(signature="nope", images=crops), grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "nope" not found.'),
+        (predict_request(pictures=crops), grpc.StatusCode.INVALID_ARGUMENT, "input tensor alias not found in signature: pictures. Inputs expected to be in the set {images}."),
+        (predict_request(images=crops, extra=crops), grpc.StatusCode.INVALID_ARGUMENT, "input size does not match signature: 2!=1"),
+        (predict_request(images=crops.astype(np.float32)), grpc.StatusCode.INVALID_ARGUMENT, "Expected input images to be of type uint8"),
+        (predict_request(images=crops[:, :16]), grpc.StatusCode.INVALID_ARGUMENT, "has shape [16,16,32,3] but the signature expects [?,32,32,3]"),
+        (predict_request("", images=crops), grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
+    ]
+    for request, code, message in cases:
+        got_code, details = grpc_error(predict.Predict, request)
+        assert got_code == code and message in details, (code, message, got_code, details)
+    request = predict_request(images=crops)
+    request.model_spec.version_label = "beta"
+    assert grpc_error(predict.Predict, request) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                   "Unrecognized servable version label: beta")
+    request = predict_request(images=crops)
+    request.model_spec.version.value = 9
+    assert grpc_error(predict.Predict, request) == (grpc.StatusCode.NOT_FOUND,
+                                                   "Servable not found for request: Specific(deepfake, 9)")
+    request = predict_request(images=crops)
+    request.output_filter.append("score")
+    assert grpc_error(predict.Predict, request)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    code, _ = grpc_error(models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "x"}))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, details = grpc_error(predict.Classify, __import__("tensorflow_serving.apis.classification_pb2",
+                                                            fromlist=["x"]).ClassificationRequest())
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "Predict" in details
+
+
+def test_rest_errors(server):
+    port = server.rest_port
+    cases = [
+        ("/v1/models/generic:predict", b"{not json", 400, "JSON Parse error"),
+        ("/v1/models/generic:predict", b"", 400, "JSON Parse error: The document is empty"),
+        ("/v1/models/generic:predict", {"instances": [[1.0]], "inputs": [[1.0]]}, 400,
+         "expecting only one of 'inputs' or 'instances' keys to exist"),
+        ("/v1/models/generic:predict", {"signature_name": "serving_default"}, 400, "Missing 'inputs' or 'instances' key"),
+        ("/v1/models/generic:predict", {"instances": []}, 400, "No values in 'instances' array"),
+        ("/v1/models/generic:predict", {"instances": [[1.0], [2.0, 3.0]]}, 400, "instances"),
+        ("/v1/models/generic:predict", {"instances": [["a"]]}, 400, "float"),
+        ("/v1/models/nobody:predict", {"instances": [[1.0]]}, 404, "Servable not found for request: Latest(nobody)"),
+        ("/v1/models/generic:predict", {"signature_name": "nope", "instances": [[1.0]]}, 400, 'Serving signature key "nope" not found.'),
+        ("/v1/models/generic/versions/abc:predict", {"instances": [[1.0]]}, 400, "Malformed request: POST /v1/models/generic/versions/abc:predict"),
+        ("/v1/models/generic/versions/7:predict", {"instances": [[1.0]]}, 404, "Specific(generic, 7)"),
+        ("/v1/models/generic/labels/canary:predict", {"instances": [[1.0]]}, 400, "Unrecognized servable version label: canary"),
+        ("/v1/models/generic:classify", {"examples": []}, 501, "classify"),
+        ("/v1/models/generic:predict", {"signature_name": "mixed", "instances": [{"a": 1.0, "text": {"b64": "!!"}}]}, 400, "Unable to base64 decode"),
+    ]
+    for path, body, status, message in cases:
+        got_status, doc = rest(port, "POST", path, body)
+        assert got_status == status and message in doc["error"], (path, body, got_status, doc)
+    assert rest(port, "GET", "/v1/models/generic:predict")[0] == 400
+    assert rest(port, "GET", "/v1/models")[1] == {"error": "Missing model name in request."}
+    assert rest(port, "GET", "/v2/anything")[0] == 404
+
+
+def test_one_bad_request_does_not_disturb_others(server, crops):
+    predict, _, _ = stubs(server.grpc_port)
+
+    def call(i):
+        if i % 2:
+            return grpc_error(predict.Predict, predict_request(images=crops.astype(np.float32)))[0]
+        return predict.Predict(predict_request(images=crops[:1])).model_spec.version.value
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(32)))
+    assert results[0::2] == [1] * 16 and results[1::2] == [grpc.StatusCode.INVALID_ARGUMENT] * 16
+
+
+def test_health_and_metrics(server, crops):
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    predict, _, _ = stubs(server.grpc_port)
+    predict.Predict(predict_request(images=crops[:1]))
+    status, content_type, raw = http(server.rest_port, "GET", "/monitoring/prometheus/metrics")
+    text = raw.decode()
+    assert status == 200 and content_type.startswith("text/plain")
+    assert 'dfdetect_serving_requests_total{api="grpc",model="deepfake",signature="serving_default",status="OK"}' in text
+    assert "dfdetect_serving_request_latency_seconds_bucket" in text
+    assert 'dfdetect_serving_versions_loaded{model="deepfake"} 1.0' in text
+
+
+# --- versions ------------------------------------------------------------------------------------------
+
+def _copy_version(repository, source: int, target: int, base="deepfake"):
+    """Publish a version as export does: copy beside, then rename into place."""
+    tmp = repository / base / f".tmp-{target}"
+    shutil.copytree(repository / base / str(source), tmp)
+    tmp.rename(repository / base / str(target))
+
+
+def _wait(predicate, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_new_version_under_load_fails_no_request_and_a_broken_one_never_serves(tiny_export, tmp_path, crops):
+    _, repository, _ = tiny_export
+    repo = tmp_path / "repo"
+    shutil.copytree(repository / "deepfake", repo / "deepfake")
+    srv = start_server(model_base_path=str(repo / "deepfake"), file_system_poll_wait_seconds=1)
+    try:
+        predict, models, _ = stubs(srv.grpc_port)
+        versions, failures, stop = [], [], threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    versions.append(predict.Predict(predict_request(images=crops[:4]), timeout=30).model_spec.version.value)
+                except grpc.RpcError as e:
+                    failures.append(e)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        _wait(lambda: len(versions) > 20)
+        _copy_version(repo, 1, 2)
+
+        def states():
+            response = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "deepfake"}))
+            return {s.version: s.state for s in response.model_version_status}
+
+        A = get_model_status_pb2.ModelVersionStatus
+        assert _wait(lambda: states() == {2: A.AVAILABLE, 1: A.END})
+        seen_two = len(versions)
+        _wait(lambda: len(versions) > seen_two + 20)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert failures == [] and 1 in versions and 2 in versions
+        assert versions.index(2) > 0 and 1 not in versions[versions.index(2) + 50:]
+
+        # A broken version 3: reported with its error, never served.
+        broken = repo / "deepfake" / ".tmp-3"
+        broken.mkdir()
+        (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+        broken.rename(repo / "deepfake" / "3")
+        assert _wait(lambda: states().get(3) == A.END)
+        response = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+            model_spec={"name": "deepfake", "version": {"value": 3}}))
+        assert response.model_version_status[0].status.error_message
+        assert predict.Predict(predict_request(images=crops[:1])).model_spec.version.value == 2
+        request = predict_request(images=crops[:1])
+        request.model_spec.version.value = 3
+        assert grpc_error(predict.Predict, request)[0] == grpc.StatusCode.NOT_FOUND
+    finally:
+        srv.stop()
+
+
+# --- batching ----------------------------------------------------------------------------------------
+
+def test_batching_merges_concurrent_requests(tiny_export, tmp_path, crops):
+    _, repository, _ = tiny_export
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 50000 }\n"
+                      "num_batch_threads { value: 1 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 16\n")
+    srv = start_server(model_base_path=str(repository / "deepfake"), enable_batching=True,
+                       batching_parameters_file=str(params), monitoring_config_file=str(SERVING / "monitoring.config"))
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        single = predict.Predict(predict_request(images=crops[:1]))
+        with ThreadPoolExecutor(12) as pool:
+            responses = list(pool.map(lambda i: predict.Predict(predict_request(images=crops[i:i + 1])), range(12)))
+        scores = [float(tf.make_ndarray(r.outputs["fake_probability"])[0]) for r in responses]
+        from dfdetect.export.savedmodel import LoadedModel
+
+        np.testing.assert_allclose(scores, LoadedModel(str(repository / "deepfake" / "1")).pixels(crops[:12]), atol=1e-5)
+        assert float(tf.make_ndarray(single.outputs["fake_probability"])[0]) == pytest.approx(scores[0], abs=1e-5)
+        text = http(srv.rest_port, "GET", "/monitoring/prometheus/metrics")[2].decode()
+        count = float(next(l.split()[-1] for l in text.splitlines() if l.startswith("dfdetect_serving_batch_size_count")))
+        total = float(next(l.split()[-1] for l in text.splitlines() if l.startswith("dfdetect_serving_batch_size_sum")))
+        assert count < 13 and total / count > 1  # concurrent requests shared model calls
+        # Padding: every model call ran at an allowed size.
+        assert 'dfdetect_serving_batch_size_bucket{le="4.0",model="deepfake"} 0.0' in text
+    finally:
+        srv.stop()
+
+
+def test_a_full_batch_queue_answers_resource_exhausted():
+    from dfdetect.serving.batching import BatchingOptions, BatchQueue
+    from dfdetect.serving.errors import ServingError
+
+    release = threading.Event()
+
+    def slow(inputs):
+        release.wait(10)
+        return {"y": inputs["x"]}
+
+    queue = BatchQueue(slow, ["y"], BatchingOptions(max_batch_size=2, max_enqueued_batches=2, num_batch_threads=1))
+    futures = [queue.submit({"x": np.zeros((2, 1))})]
+    time.sleep(0.2)  # the batch thread is now busy with the first batch
+    futures += [queue.submit({"x": np.zeros((2, 1))}) for _ in range(2)]
+    with pytest.raises(ServingError) as info:
+        queue.submit({"x": np.zeros((1, 1))})
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and info.value.http_status == 429
+    release.set()
+    assert all(f.result(10)["y"].shape == (2, 1) for f in futures)
+    queue.close()
+
+
+# --- backends and configuration -------------------------------------------------------------------------
+
+def test_onnx_backend(tiny_export, tmp_path, crops):
+    result, repository, _ = tiny_export
+    srv = start_server(model_base_path=str(repository / "deepfake"), backend="onnx")
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        scores = tf.make_ndarray(predict.Predict(predict_request(images=crops)).outputs["fake_probability"])
+        from dfdetect.export.savedmodel import LoadedModel
+
+        np.testing.assert_allclose(scores, LoadedModel(result.path).pixels(crops), atol=1e-4)
+        code, details = grpc_error(predict.Predict, predict_request(
+            signature="serve_image_bytes", image_bytes=np.array(encode_png(crops[:1]), dtype=object)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        srv.stop()
+    # A version without an ONNX twin is refused clearly and never serves.
+    repo = tmp_path / "repo"
+    shutil.copytree(repository / "deepfake", repo / "deepfake")
+    srv = start_server(model_base_path=str(repo / "deepfake"), backend="onnx", file_system_poll_wait_seconds=0)
+    try:
+        status, body = rest(srv.rest_port, "GET", "/v1/models/deepfake")
+        (entry,) = body["model_version_status"]
+        assert entry["state"] == "END" and "no ONNX twin" in entry["status"]["error_message"]
+        assert entry["status"]["error_code"] == "UNKNOWN"
+    finally:
+        srv.stop()
+
+
+def test_project_config_files_parse_with_the_serving_messages():
+    models = read_model_server_config(SERVING / "models.config")
+    assert models.model_config_list.config[0].name == "deepfake"
+    batching = read_batching_parameters(SERVING / "batching.config")
+    assert batching.max_batch_size.value == 64 and list(batching.allowed_batch_sizes)[-1] == 64
+    assert read_monitoring_config(SERVING / "monitoring.config").prometheus_config.enable
+
+
+def test_malformed_config_files_fail_at_start(tmp_path, tiny_export):
+    _, repository, _ = tiny_export
+    bad = tmp_path / "models.config"
+    bad.write_text('model_config_list { config { name: "deepfake" base_pth: "/x" } }')
+    with pytest.raises(BadInputError, match='base_pth'):
+        start_server(model_config_file=str(bad))
+    typo = tmp_path / "batching.config"
+    typo.write_text("max_batch_size { value: 8 }\nbatch_timeout_micro { value: 1 }\n")
+    with pytest.raises(BadInputError, match="batch_timeout_micro"):
+        start_server(model_base_path=str(repository / "deepfake"), enable_batching=True,
+                     batching_parameters_file=str(typo))
+    with pytest.raises(BadInputError, match="either --model_config_file or --model_base_path"):
+        start_server(model_config_file=str(bad), model_base_path="/x")
+    assert text_format.Parse("max_batch_size { value: 8 }", BatchingParameters()).max_batch_size.value == 8
