@@ -19,10 +19,16 @@ RUN ?=
 MODEL_REPOSITORY ?= model_repository
 MODEL_NAME ?= deepfake
 EXPORT_ARGS ?=
+TARGET ?= local
+GRPC_PORT ?= 8500
+REST_PORT ?= 8501
+BACKEND ?= tf
+DEPLOY_STATE ?= .run
+SERVER_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install prepare train evaluate export test bench-prepare bench-train bench-export clean
+.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -39,6 +45,10 @@ help: ## list targets and variables
 	@echo "  MODEL_REPOSITORY=model_repository   model repository root (local path or gs://...)"
 	@echo "  MODEL_NAME=deepfake                 model folder name in the repository"
 	@echo "  EXPORT_ARGS=...   more 'dfdetect export' flags, e.g. '--keep 3' or '--no-onnx'"
+	@echo "  TARGET=local      deploy target: local (this machine) or k8s (the cluster in kubectl's context)"
+	@echo "  GRPC_PORT=8500 REST_PORT=8501       ports of the local model server"
+	@echo "  BACKEND=tf        local server backend: tf (SavedModel) or onnx (onnxruntime, faster on CPU)"
+	@echo "  SERVER_ARGS=...   more server flags, e.g. '--enable_batching --batching_parameters_file=serving/batching.config'"
 	@echo "  PYTEST_ARGS=...   extra pytest arguments for 'make test'"
 	@echo "  PYTHON=python3    interpreter the virtual environment is built from"
 
@@ -61,6 +71,17 @@ evaluate: install ## re-evaluate a run (RUN=dir, default the latest): metrics.js
 
 export: install ## publish the latest run as the next model version (+ verified ONNX twin)
 	$(BIN)/dfdetect export --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) $(if $(RUN),--run $(RUN)) $(EXPORT_ARGS)
+
+deploy: install ## start serving MODEL_REPOSITORY (TARGET=local: background server on :8500/:8501)
+ifeq ($(TARGET),local)
+	$(BIN)/python -m dfdetect.serving.deploy up --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) \
+		--grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --backend $(BACKEND) --state-dir $(DEPLOY_STATE) $(if $(SERVER_ARGS),-- $(SERVER_ARGS))
+else
+	@echo "TARGET=$(TARGET): only TARGET=local is available so far" >&2; exit 2
+endif
+
+undeploy: install ## stop the local model server (drains requests in flight)
+	$(BIN)/python -m dfdetect.serving.deploy down --state-dir $(DEPLOY_STATE)
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
