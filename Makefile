@@ -28,7 +28,7 @@ SERVER_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export clean
+.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -95,5 +95,8 @@ bench-train: install ## input pipeline vs training step throughput (pipeline mus
 bench-export: install ## export time, SavedModel/ONNX sizes, TensorFlow vs onnxruntime throughput
 	$(BIN)/python -m dfdetect.export.bench_export $(if $(RUN),--run $(RUN))
 
+bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on)
+	$(BIN)/python -m dfdetect.serving.bench_serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND)
+
 clean: ## remove generated data, runs and model repositories (keeps .venv)
-	rm -rf data runs model_repository reports .pytest_cache
+	rm -rf data runs model_repository reports .run .pytest_cache

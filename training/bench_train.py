@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from dfdetect.contract import FAKE, REAL
 from dfdetect.errors import DfdetectError
 from dfdetect.logs import configure_logging
-from dfdetect.training.config import PRESETS, DataConfig, RunConfig, load_config
+from dfdetect.training.config import PRESETS, DataConfig, load_config
 
 log = logging.getLogger("dfdetect.training.bench_train")  # also when run with -m
 
@@ -119,23 +119,6 @@ def time_training_steps(model, images, labels, sample_weight, warmup: int, steps
     seconds = time.perf_counter() - started
     batch = int(images.shape[0])
     return Measurement("model training step", batch * steps, seconds, batch)
-
-
-def build_compiled_model(config: RunConfig, strategy):
-    """The model and its compilation, as ``dfdetect train`` sets them up."""
-    import keras
-
-    from dfdetect.training.model import build_model
-
-    with strategy.scope():
-        model = build_model(config.model)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.train.learning_rate),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
-                     keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
-        )
-    return model
 
 
 def fixed_batch(batch, weights: dict[int, float] | None):
@@ -257,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
     images, labels, sample_weight = fixed_batch(sample, weights)
     t0 = time.perf_counter()
+    from dfdetect.training.train import build_compiled_model
+
     model = build_compiled_model(config, strategy)
     print(f"model: {model.count_params():,} parameters, built and compiled in {time.perf_counter() - t0:.1f} s "
           f"(not timed); one fixed batch of {int(images.shape[0])} crops"

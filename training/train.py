@@ -99,11 +99,26 @@ class EpochProgress(keras.callbacks.Callback):
                  time.perf_counter() - self._started, figures)
 
 
+def build_compiled_model(config: RunConfig, strategy):
+    """The model, compiled for training (Adam, binary cross-entropy on the logit, AUC), in the
+    strategy's scope."""
+    from dfdetect.training.model import build_model
+
+    with strategy.scope():
+        model = build_model(config.model)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.train.learning_rate),
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
+                     keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+        )
+    return model
+
+
 def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) -> Path:
     """Train a model; returns the run folder. With ``run_dir`` of an interrupted run, resume it.
     ``callbacks`` are added to the product's own (checkpoints, early stopping, logs)."""
     from dfdetect.training import data
-    from dfdetect.training.model import build_model
     from dfdetect.training.plots import plot_history
 
     config.validate()
@@ -139,14 +154,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
     # The training set repeats; an epoch is one pass over the training faces unless set.
     steps = config.train.steps_per_epoch or max(1, -(-train_split.total // config.data.batch_size))
 
-    with strategy.scope():
-        model = build_model(config.model)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.train.learning_rate),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
-                     keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
-        )
+    model = build_compiled_model(config, strategy)
     callbacks = [
         *callbacks,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
