@@ -74,17 +74,17 @@ def test_evaluate_command_uses_the_latest_run(trained, capsys):
 def test_resume_after_an_interruption(separable, tmp_path):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
+            if epoch == 0:
                 raise KeyboardInterrupt("simulated preemption")
 
-    config = tiny_config(separable, tmp_path, "train.epochs=4", "train.early_stopping_patience=10")
+    config = tiny_config(separable, tmp_path, "train.epochs=3", "train.early_stopping_patience=10")
     with pytest.raises(KeyboardInterrupt):
         train(config, callbacks=[Interrupt()])
     run = latest_run(tmp_path)
     assert (run / "backup").is_dir()
     train(config, run_dir=run)
     epochs = [int(line.split(",")[0]) for line in (run / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == [0, 1, 2, 3]  # epochs 0-1 before the interruption, 2-3 after: none repeated
+    assert epochs == [0, 1, 2]  # epoch 0 before the interruption, 1-2 after: none repeated
 
 
 def test_model_contract():

@@ -156,7 +156,6 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
 
     model = build_compiled_model(config, strategy)
     callbacks = [
-        *callbacks,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
@@ -165,6 +164,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
         keras.callbacks.TerminateOnNaN(),
         EpochProgress(config.train.epochs),
+        *callbacks,  # after the product's: an epoch is saved and logged before they see it
     ]
     started = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, steps_per_epoch=steps,
