@@ -32,7 +32,7 @@ def _flag_bool(text: str) -> bool:
 def add_server_flags(p: argparse.ArgumentParser) -> None:
     """tensorflow_model_server's flags (``--flag=value`` or ``--flag value``), and --backend."""
     p.add_argument("--port", type=int, default=GRPC_PORT, help="gRPC port")
-    p.add_argument("--rest_api_port", type=int, default=REST_PORT, help="REST port (0: no REST API)")
+    p.add_argument("--rest_api_port", type=int, default=REST_PORT, help="REST port (0: any free port; -1: no REST API)")
     p.add_argument("--rest_api_host", "--host", dest="host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--model_name", default="default", help="name of the model (without --model_config_file)")
     p.add_argument("--model_base_path", default="", help="folder holding the model's numbered versions")

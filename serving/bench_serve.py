@@ -1,0 +1,630 @@
+"""Benchmark of serving: what the local model server costs over running the model in process.
+
+What it measures, for the newest version of ``--model-name`` in ``--model-repository``, with
+``--backend`` (tf: the SavedModel's signatures; onnx: the version's ONNX twin):
+
+* "in-process": the version loaded with ``load_runner`` (as the server loads it) and called
+  through ``serving_default`` (``images`` uint8 [B, S, S, 3] -> ``fake_probability``), numpy to
+  numpy, at batch sizes 1, 8, 16 and 32: ``--warmup`` untimed calls, then timed calls for about
+  ``--seconds``. images/s = images in timed calls / their total time; p50 is the median time of
+  one call. The best batch size's images/s is what the served figures are compared with.
+* "served": ``ModelServer`` started in this process on free loopback ports (gRPC and REST,
+  127.0.0.1), loading the version once (no polling), with batching on (BatchingParameters
+  written to a temporary file from ``--max-batch-size``, ``--batch-timeout-micros``,
+  ``--num-batch-threads`` and ``--max-enqueued-batches``). N client threads, each with its own
+  gRPC channel (and its own connection: a local subchannel pool) and the official
+  ``PredictionServiceStub``, send batch-1 ``Predict`` requests of real face crops back to back,
+  for N in ``--concurrency`` (1, 4, 8, 16, 32). Each client first sends ``--warmup`` untimed
+  requests; then all start together and stop at the first answer after ``--seconds``.
+  images/s = answered requests / time from the common start to the last answer; p50 and p99 are
+  of the per-request latencies (request sent to answer decoded). The requests are built once,
+  before timing, so the clients spend their time in gRPC, not in building protos.
+  REST runs the same way (``POST /v1/models/NAME:predict`` with ``{"instances": [crop]}``, one
+  keep-alive ``http.client`` connection per client, bodies encoded before timing) at
+  ``--rest-concurrency`` (1, 8).
+  A second server with batching off then runs gRPC (and REST) at ``--unbatched-concurrency``
+  (1, 8): concurrency 1 there is the pure serving overhead, next to the in-process batch-1 p50.
+* served/in-process: a served row's images/s / the best in-process images/s. "mean batch" is
+  the rows per model call the server's batcher made while a row was timed (its metrics).
+
+The crops are the latest training run's (``sample_crops``: its prepared faces where they are
+still there), or random pixels when there is no run.
+
+Caveat: clients and server run in one Python process, on the same cores (and the same GIL), so
+the served figures include the clients' own CPU use: on a machine with few cores (this one's
+count is printed) they understate what the server does with its clients elsewhere.
+
+Targets (from the issue): served/in-process >= 0.9 at concurrency >= 8 with batching on (every
+such gRPC row); gRPC p50 at concurrency 1 with batching off <= 2 ms over the in-process batch-1
+p50. It prints figures and never fails on them.
+
+    python -m dfdetect.serving.bench_serve [--model-repository model_repository]
+        [--model-name deepfake] [--backend tf|onnx] [--seconds 3] [--warmup 3]
+        [--concurrency 1,4,8,16,32] [--rest-concurrency 1,8] [--unbatched-concurrency 1,8]
+        [--max-batch-size 32] [--batch-timeout-micros 2000] [--num-batch-threads 1]
+        [--max-enqueued-batches 1000] [--runs-dir runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import http.client
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dfdetect.contract import INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_PIXELS
+from dfdetect.errors import BadInputError, DfdetectError
+from dfdetect.logs import configure_logging
+
+log = logging.getLogger("dfdetect.serving.bench_serve")  # also when run with -m
+
+IN_PROCESS_BATCHES = (1, 8, 16, 32)
+DEFAULT_CONCURRENCY = "1,4,8,16,32"
+DEFAULT_REST_CONCURRENCY = "1,8"
+DEFAULT_UNBATCHED_CONCURRENCY = "1,8"
+TARGET_RATIO = 0.9
+TARGET_RATIO_FROM = 8  # concurrency from which the ratio target applies
+TARGET_OVERHEAD_MS = 2.0
+REQUEST_TIMEOUT = 60.0  # seconds; a request slower than this counts as an error
+CROPS = 16
+
+
+@dataclass
+class Measurement:
+    """Timed requests (or calls) of one row of the table."""
+
+    transport: str  # in-process, gRPC, REST
+    batching: str  # on, off, -
+    concurrency: int  # clients; for in-process: 1
+    batch_size: int = 1
+    latencies: list[float] = field(default_factory=list)  # seconds, answered requests only
+    wall_seconds: float = 0.0
+    errors: int = 0
+    first_error: str = ""
+    mean_batch: float = math.nan  # rows per model call the server's batcher made, while timed
+
+    @property
+    def images_per_second(self) -> float:
+        if self.wall_seconds <= 0:
+            return math.nan
+        return self.batch_size * len(self.latencies) / self.wall_seconds
+
+    @property
+    def p50_ms(self) -> float:
+        return 1000 * statistics.median(self.latencies) if self.latencies else math.nan
+
+    @property
+    def p99_ms(self) -> float:
+        return 1000 * float(np.percentile(self.latencies, 99)) if self.latencies else math.nan
+
+
+# --- in process -------------------------------------------------------------------------------
+
+def fill_batch(crops: np.ndarray, batch_size: int) -> np.ndarray:
+    """``batch_size`` crops, repeating ``crops`` as often as needed; contiguous uint8."""
+    return np.ascontiguousarray(np.take(crops, np.arange(batch_size) % len(crops), axis=0), dtype=np.uint8)
+
+
+def measure_in_process(runner, crops: np.ndarray, batch_size: int, seconds: float, warmup: int) -> Measurement:
+    batch = fill_batch(crops, batch_size)
+    inputs, outputs = {INPUT_PIXELS: batch}, [OUTPUT_SCORE]
+    for _ in range(warmup):
+        runner.run(SIGNATURE_PIXELS, inputs, outputs)
+    m = Measurement("in-process", "-", 1, batch_size)
+    started = time.perf_counter()
+    deadline = started + seconds
+    while True:
+        t0 = time.perf_counter()
+        runner.run(SIGNATURE_PIXELS, inputs, outputs)
+        t1 = time.perf_counter()
+        m.latencies.append(t1 - t0)
+        if t1 >= deadline:
+            break
+    m.wall_seconds = sum(m.latencies)
+    return m
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+def drive(row: Measurement, open_client, seconds: float, warmup: int, batches=None) -> Measurement:
+    """``row.concurrency`` threads, each with its own client from ``open_client(i)`` (a pair
+    ``(call, close)``; ``call()`` sends one request and raises on any failure): ``warmup``
+    untimed requests each, then all start together and send back to back until ``seconds``.
+    ``batches()``, if given, returns the server's (rows, model calls) so far."""
+    n = row.concurrency
+    clients = [open_client(i) for i in range(n)]
+    clock: dict[str, float] = {}
+    counts: dict[str, tuple[float, float]] = {}
+
+    def start_clock():
+        if batches is not None:
+            counts["start"] = batches()
+        clock["start"] = time.perf_counter()
+        clock["deadline"] = clock["start"] + seconds
+
+    barrier = threading.Barrier(n, action=start_clock)
+    latencies: list[list[float]] = [[] for _ in range(n)]
+    ends = [0.0] * n
+    errors = [0] * n
+    first_errors: list[str] = []
+
+    def failed(i: int, e: Exception) -> None:
+        errors[i] += 1
+        if not first_errors:
+            first_errors.append(f"{type(e).__name__}: {_error_text(e)}")
+
+    def worker(i: int) -> None:
+        call = clients[i][0]
+        for _ in range(warmup):
+            try:
+                call()
+            except Exception as e:  # counted and shown; the benchmark never stops on figures
+                failed(i, e)
+        barrier.wait()
+        deadline = clock["deadline"]
+        while True:
+            t0 = time.perf_counter()
+            try:
+                call()
+                ok = True
+            except Exception as e:
+                failed(i, e)
+                ok = False
+            t1 = time.perf_counter()
+            if ok:
+                latencies[i].append(t1 - t0)
+            if t1 >= deadline:
+                ends[i] = t1
+                return
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"bench-client-{i}", daemon=True)
+               for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for _, close in clients:
+            close()
+    row.latencies = [x for per in latencies for x in per]
+    row.wall_seconds = max(ends) - clock["start"] if "start" in clock else 0.0
+    row.errors = sum(errors)
+    row.first_error = first_errors[0] if first_errors else ""
+    if "start" in counts:
+        rows, calls = (after - before for after, before in zip(batches(), counts["start"]))
+        row.mean_batch = rows / calls if calls > 0 else math.nan
+    return row
+
+
+def _error_text(e: Exception) -> str:
+    import grpc
+
+    if isinstance(e, grpc.RpcError) and hasattr(e, "code"):
+        return f"{e.code().name}: {e.details()}"
+    return str(e)[:300]
+
+
+def grpc_requests(model_name: str, crops: np.ndarray) -> list:
+    """One batch-1 PredictRequest per crop, built before any timing."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    requests = []
+    for crop in crops:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = SIGNATURE_PIXELS
+        request.inputs[INPUT_PIXELS].CopyFrom(tf.make_tensor_proto(crop[None], dtype=tf.uint8))
+        request.output_filter.append(OUTPUT_SCORE)
+        requests.append(request)
+    return requests
+
+
+def grpc_client_factory(port: int, requests: list):
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    def open_client(i: int):
+        # A local subchannel pool: channels to one address otherwise share one connection.
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        grpc.channel_ready_future(channel).result(timeout=REQUEST_TIMEOUT)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        state = {"k": i}
+
+        def call():
+            request = requests[state["k"] % len(requests)]
+            state["k"] += 1
+            stub.Predict(request, timeout=REQUEST_TIMEOUT)
+
+        return call, channel.close
+
+    return open_client
+
+
+def rest_bodies(crops: np.ndarray) -> list[bytes]:
+    """One ``{"instances": [crop]}`` body per crop, encoded before any timing."""
+    return [json.dumps({"instances": crop[None].tolist()}, separators=(",", ":")).encode() for crop in crops]
+
+
+def rest_client_factory(port: int, model_name: str, bodies: list[bytes]):
+    path = f"/v1/models/{model_name}:predict"
+    headers = {"Content-Type": "application/json"}
+
+    def open_client(i: int):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+        state = {"k": i}
+
+        def call():
+            body = bodies[state["k"] % len(bodies)]
+            state["k"] += 1
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()  # the next request opens a new connection
+                raise
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {data[:300].decode(errors='replace')}")
+
+        # Closing matters: the REST server waits for its open connections when it stops.
+        return call, conn.close
+
+    return open_client
+
+
+def check_answers(grpc_port: int, rest_port: int, model_name: str, request, body: bytes) -> None:
+    """One request per API, answers checked: a benchmark of wrong answers measures nothing."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        try:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                request, timeout=REQUEST_TIMEOUT)
+        except grpc.RpcError as e:
+            raise BadInputError(f"the server does not answer Predict over gRPC: {_error_text(e)}") from None
+    scores = tf.make_ndarray(response.outputs[OUTPUT_SCORE])
+    if scores.shape != (1,) or not 0.0 <= float(scores[0]) <= 1.0:
+        raise BadInputError(f"gRPC Predict answered {OUTPUT_SCORE} {scores!r}; expected one probability")
+    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request("POST", f"/v1/models/{model_name}:predict", body=body,
+                     headers={"Content-Type": "application/json"})
+        reply = conn.getresponse()
+        data = reply.read()
+    finally:
+        conn.close()
+    if reply.status != 200:
+        raise BadInputError(f"REST predict answered HTTP {reply.status}: {data[:300].decode(errors='replace')}")
+    predictions = json.loads(data).get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != 1:
+        raise BadInputError(f"REST predict answered {data[:300]!r}; expected one prediction")
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+def batching_file(args: argparse.Namespace, folder: str) -> str:
+    path = Path(folder) / "batching.config"
+    path.write_text(f"max_batch_size {{ value: {args.max_batch_size} }}\n"
+                    f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
+                    f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
+                    f"max_enqueued_batches {{ value: {args.max_enqueued_batches} }}\n")
+    return str(path)
+
+
+def batch_counts(server, model_name: str):
+    """A callable: (rows, model calls) the server's batcher has made so far, from its metrics
+    (rows include padding to allowed_batch_sizes; none are set here)."""
+    registry = server.metrics.registry
+
+    def counts() -> tuple[float, float]:
+        labels = {"model": model_name}
+        return (registry.get_sample_value("dfdetect_serving_batch_size_sum", labels) or 0.0,
+                registry.get_sample_value("dfdetect_serving_batch_size_count", labels) or 0.0)
+
+    return counts
+
+
+def start_server(args: argparse.Namespace, base_path: str, batching_path: str | None, clients: int):
+    """A ModelServer on free loopback ports, its version AVAILABLE (else BadInputError)."""
+    from dfdetect.serving.models import AVAILABLE
+    from dfdetect.serving.server import ModelServer, ServerOptions
+
+    options = ServerOptions(
+        port=0, rest_api_port=0, host="127.0.0.1", model_name=args.model_name, model_base_path=base_path,
+        file_system_poll_wait_seconds=0, enable_batching=batching_path is not None,
+        batching_parameters_file=batching_path or "", backend=args.backend,
+        grpc_threads=max(32, clients), drain_seconds=10.0)
+    server = ModelServer(options)
+    try:
+        server.start()
+        states = server.manager.status(args.model_name)
+        if not any(s.state == AVAILABLE for s in states):
+            errors = "; ".join(f"version {s.version}: {s.error or s.state}" for s in states)
+            raise BadInputError(f"the server could not load {base_path} with the {args.backend} backend: {errors}")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# --- command line and report ------------------------------------------------------------------
+
+def parse_counts(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,8; got {text!r}")
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m dfdetect.serving.bench_serve",
+        description="in-process images/s of a model version against the local model server's served "
+                    "images/s and latency over gRPC and REST, with batching on and off")
+    parser.add_argument("--model-repository", default="model_repository", help="model repository (model_repository)")
+    parser.add_argument("--model-name", default="deepfake", help="model folder in the repository (deepfake)")
+    parser.add_argument("--backend", choices=["tf", "onnx"], default="tf",
+                        help="tf: the SavedModel; onnx: its ONNX twin with onnxruntime (tf)")
+    parser.add_argument("--runs-dir", default="runs", help="where the latest run's crops are looked up (runs)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="timed seconds per batch size and per concurrency (3)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed calls per batch size, untimed requests per client (3)")
+    parser.add_argument("--concurrency", type=parse_counts, default=parse_counts(DEFAULT_CONCURRENCY),
+                        help=f"gRPC clients with batching on, comma-separated ({DEFAULT_CONCURRENCY})")
+    parser.add_argument("--rest-concurrency", type=parse_counts, default=parse_counts(DEFAULT_REST_CONCURRENCY),
+                        help=f"REST clients with batching on ({DEFAULT_REST_CONCURRENCY}; empty: none)")
+    parser.add_argument("--unbatched-concurrency", type=parse_counts,
+                        default=parse_counts(DEFAULT_UNBATCHED_CONCURRENCY),
+                        help=f"gRPC and REST clients with batching off ({DEFAULT_UNBATCHED_CONCURRENCY}; "
+                             "1 gives the overhead target; empty: no second server)")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="batching: max_batch_size (32)")
+    parser.add_argument("--batch-timeout-micros", type=int, default=2000,
+                        help="batching: batch_timeout_micros (2000)")
+    parser.add_argument("--num-batch-threads", type=int, default=1,
+                        help="batching: num_batch_threads (1: the model call itself uses every core)")
+    parser.add_argument("--max-enqueued-batches", type=int, default=1000,
+                        help="batching: max_enqueued_batches (1000)")
+    args = parser.parse_args(argv)
+    if not args.seconds > 0:
+        parser.error("--seconds must be positive")
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1: the first requests of a client are not representative")
+    if not args.concurrency:
+        parser.error("--concurrency needs at least one value")
+    for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.batch_timeout_micros < 0:
+        parser.error("--batch-timeout-micros must be >= 0")
+    return args
+
+
+def load_crops(runs_dir: str, size: int) -> tuple[np.ndarray, str]:
+    """Face crops of the latest run (its prepared data), or random pixels without a run."""
+    from dfdetect.export.exporter import sample_crops
+    from dfdetect.training.train import latest_run, load_run_config
+
+    try:
+        run_dir = latest_run(runs_dir)
+        crops = sample_crops(load_run_config(run_dir), size, CROPS)
+        return crops, f"sample crops of run {run_dir}"
+    except DfdetectError as e:
+        log.warning("no crops from a training run (%s): using random pixels", e)
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (CROPS, size, size, 3), dtype=np.uint8), "random pixels (no training run)"
+
+
+def _fmt(value: float, spec: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "-".rjust(int(spec.split(".")[0]))
+    return format(value, spec)
+
+
+def _load_average() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def report_in_process(rows: list[Measurement]) -> None:
+    print()
+    print(f"{'in-process batch':>16} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6}")
+    for m in rows:
+        print(f"{m.batch_size:>16d} {_fmt(m.images_per_second, '9.1f')} {_fmt(m.p50_ms, '8.2f')} "
+              f"{_fmt(m.p99_ms, '8.2f')} {len(m.latencies):>6d}")
+
+
+def report_served(rows: list[Measurement], best: float) -> None:
+    print()
+    print(f"{'transport':<10} {'batching':<8} {'clients':>7} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'served/in-proc':>14} {'mean batch':>10} {'requests':>8} {'errors':>6}")
+    for m in rows:
+        ratio = m.images_per_second / best if best > 0 else math.nan
+        print(f"{m.transport:<10} {m.batching:<8} {m.concurrency:>7d} {_fmt(m.images_per_second, '9.1f')} "
+              f"{_fmt(m.p50_ms, '8.2f')} {_fmt(m.p99_ms, '8.2f')} {_fmt(ratio, '13.2f')}{'x' if math.isfinite(ratio) else ' '} "
+              f"{_fmt(m.mean_batch, '10.1f')} {len(m.latencies):>8d} {m.errors:>6d}")
+    for m in rows:
+        if m.first_error:
+            print(f"  {m.transport} batching {m.batching}, {m.concurrency} clients: {m.errors} error(s), "
+                  f"first: {m.first_error}")
+
+
+def report_targets(best_row: Measurement, batch1: Measurement, served: list[Measurement],
+                   in_process: list[Measurement], max_batch_size: int) -> None:
+    best = best_row.images_per_second
+    print()
+    at_load = [m for m in served if m.transport == "gRPC" and m.batching == "on" and m.concurrency >= TARGET_RATIO_FROM]
+    if at_load:
+        ratios = {m.concurrency: m.images_per_second / best for m in at_load}
+        worst = min(ratios.values())
+        figures = ", ".join(f"{c} clients {r:.2f}x" for c, r in ratios.items())
+        verdict = "PASS" if worst >= TARGET_RATIO else "BELOW"
+        print(f"target: served/in-process >= {TARGET_RATIO:g} at concurrency >= {TARGET_RATIO_FROM}, gRPC with "
+              f"batching on ({figures}; in-process best {best:.1f} images/s at batch {best_row.batch_size}): {verdict}")
+        # N clients with batch-1 requests can never make batches of more than N rows.
+        for m in at_load:
+            rows = min(m.concurrency, max_batch_size)
+            fitting = [r for r in in_process if r.batch_size <= rows]
+            if fitting:
+                ceiling = max(fitting, key=lambda r: r.images_per_second)
+                print(f"  ({m.concurrency} clients make batches of at most {rows} rows: in process, the best such "
+                      f"batch (batch {ceiling.batch_size}) is {ceiling.images_per_second / best:.2f}x of the best)")
+    else:
+        print(f"target: served/in-process >= {TARGET_RATIO:g} at concurrency >= {TARGET_RATIO_FROM}: not measured "
+              f"(no --concurrency of {TARGET_RATIO_FROM} or more)")
+    single = next((m for m in served if m.transport == "gRPC" and m.batching == "off" and m.concurrency == 1), None)
+    if single is not None and single.latencies:
+        overhead = single.p50_ms - batch1.p50_ms
+        verdict = "PASS" if overhead <= TARGET_OVERHEAD_MS else "BELOW"
+        print(f"target: p50 overhead at concurrency 1 <= {TARGET_OVERHEAD_MS:g} ms over in-process batch 1 "
+              f"(gRPC, batching off: {single.p50_ms:.2f} ms vs {batch1.p50_ms:.2f} ms): {overhead:+.2f} ms: {verdict}")
+    else:
+        print(f"target: p50 overhead at concurrency 1 <= {TARGET_OVERHEAD_MS:g} ms: not measured "
+              "(no answered gRPC requests at --unbatched-concurrency 1)")
+    batched_single = next((m for m in served if m.transport == "gRPC" and m.batching == "on" and m.concurrency == 1),
+                          None)
+    if batched_single is not None and batched_single.latencies:
+        print(f"  (with batching on, concurrency 1: {batched_single.p50_ms - batch1.p50_ms:+.2f} ms, "
+              f"batch_timeout_micros included)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dfdetect.serving.backends import load_runner
+    from dfdetect.serving.models import list_versions
+
+    base_path = os.path.abspath(os.path.join(args.model_repository, args.model_name))
+    versions = list_versions(base_path)
+    if not versions:
+        raise BadInputError(f"no model in {os.path.join(args.model_repository, args.model_name)}: "
+                            "run `make train export` first")
+    version = versions[-1]
+    version_path = os.path.join(base_path, str(version))
+    try:
+        runner = load_runner(args.backend, version_path)
+    except FileNotFoundError as e:
+        raise BadInputError(str(e)) from None
+    sig = runner.signatures.get(SIGNATURE_PIXELS)
+    if sig is None or INPUT_PIXELS not in sig.inputs or OUTPUT_SCORE not in sig.outputs:
+        raise BadInputError(f"{version_path} ({args.backend}) has no {SIGNATURE_PIXELS} signature "
+                            f"{INPUT_PIXELS} -> {OUTPUT_SCORE}")
+    shape = sig.inputs[INPUT_PIXELS].shape
+    if not shape or len(shape) != 4 or not shape[1] or shape[1] != shape[2]:
+        raise BadInputError(f"{version_path}: {INPUT_PIXELS} has shape {shape}; expected [-1, S, S, 3]")
+    size = int(shape[1])
+    crops, source = load_crops(args.runs_dir, size)
+
+    print(f"model: {args.model_name} version {version} in {args.model_repository}, backend {args.backend}, "
+          f"crops {size}x{size} px ({source})")
+    print(f"machine: {os.cpu_count()} CPU core(s), shared by the clients and the server; load average "
+          f"{_load_average()} (other work on the machine skews every figure)")
+    print(f"in process: batch sizes {', '.join(map(str, IN_PROCESS_BATCHES))}; {args.warmup} untimed calls, then "
+          f"about {args.seconds:g} s each ...")
+    sys.stdout.flush()
+    in_process = []
+    for batch_size in IN_PROCESS_BATCHES:
+        m = measure_in_process(runner, crops, batch_size, args.seconds, args.warmup)
+        in_process.append(m)
+        print(f"  batch {batch_size}: {m.images_per_second:.1f} images/s, p50 {m.p50_ms:.2f} ms")
+        sys.stdout.flush()
+    runner.close()
+    del runner
+    gc.collect()
+    best_row = max(in_process, key=lambda m: m.images_per_second)
+    batch1 = in_process[0]
+
+    requests = grpc_requests(args.model_name, crops)
+    bodies = rest_bodies(crops)
+    served: list[Measurement] = []
+    most_clients = max([*args.concurrency, *args.rest_concurrency, *args.unbatched_concurrency])
+
+    def level(server, transport: str, batching: str, clients: int) -> None:
+        row = Measurement(transport, batching, clients)
+        if transport == "gRPC":
+            factory = grpc_client_factory(server.grpc_port, requests)
+        else:
+            factory = rest_client_factory(server.rest_port, args.model_name, bodies)
+        drive(row, factory, args.seconds, args.warmup,
+              batch_counts(server, args.model_name) if batching == "on" else None)
+        served.append(row)
+        print(f"  {transport} batching {batching}, {clients} client(s): {row.images_per_second:.1f} images/s, "
+              f"p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms"
+              + (f", mean batch {row.mean_batch:.1f}" if math.isfinite(row.mean_batch) else "")
+              + (f", {row.errors} error(s)" if row.errors else ""))
+        sys.stdout.flush()
+
+    with tempfile.TemporaryDirectory(prefix="dfdetect-bench-serve-") as tmp:
+        batching_path = batching_file(args, tmp)
+        print()
+        print(f"served, batching on (max_batch_size {args.max_batch_size}, batch_timeout_micros "
+              f"{args.batch_timeout_micros}, num_batch_threads {args.num_batch_threads}, max_enqueued_batches "
+              f"{args.max_enqueued_batches}): batch-1 requests, {args.warmup} untimed per client, then about "
+              f"{args.seconds:g} s per level ...")
+        sys.stdout.flush()
+        server = start_server(args, base_path, batching_path, most_clients)
+        try:
+            check_answers(server.grpc_port, server.rest_port, args.model_name, requests[0], bodies[0])
+            for clients in args.concurrency:
+                level(server, "gRPC", "on", clients)
+            for clients in args.rest_concurrency:
+                level(server, "REST", "on", clients)
+        finally:
+            server.stop()
+        del server
+        gc.collect()
+
+        if args.unbatched_concurrency:
+            print()
+            print("served, batching off ...")
+            sys.stdout.flush()
+            server = start_server(args, base_path, None, most_clients)
+            try:
+                check_answers(server.grpc_port, server.rest_port, args.model_name, requests[0], bodies[0])
+                for transport in ("gRPC", "REST"):
+                    for clients in args.unbatched_concurrency:
+                        level(server, transport, "off", clients)
+            finally:
+                server.stop()
+
+    print()
+    print(f"load average at the end: {_load_average()}")
+    report_in_process(in_process)
+    print(f"best in process: batch {best_row.batch_size}, {best_row.images_per_second:.1f} images/s; "
+          f"batch 1 p50 {batch1.p50_ms:.2f} ms")
+    report_served(served, best_row.images_per_second)
+    report_targets(best_row, batch1, served, in_process, args.max_batch_size)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    try:
+        return run(args)
+    except DfdetectError as e:
+        log.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
