@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dfdetect.serving.cli import add_serve_parser
 
     add_serve_parser(sub)
+    from dfdetect.client.cli import add_predict_parser
+
+    add_predict_parser(sub)
     return parser
 
 

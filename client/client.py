@@ -1,0 +1,548 @@
+"""The preprocessing client media backends call: a video or an image in, verdicts out.
+
+    from dfdetect.client import DeepfakeClient
+
+    with DeepfakeClient("localhost:8500", model_card="model_repository/deepfake") as client:
+        result = client.analyze("upload.mp4")
+        print(result.verdict, result.fake_probability)   # "fake" 0.97
+        payload = result.to_dict()                         # the shape DESIGN.md fixes
+
+Faces are found and cut exactly as data preparation cut the training crops, by the same code
+(``dfdetect.training.frames`` and ``dfdetect.training.faces``): frames sampled evenly (or one per
+second), the resize rule, MTCNN on the resized frame, a square crop with margin cut from the
+full-resolution frame and resized to S x S, S read from the served model's metadata. The crops
+of one input go to the server in as few Predict calls as the request size limit allows, as JPEG
+(the format the training crops were stored in) through ``serve_image_bytes`` by default.
+
+Scores are combined the way evaluation combines them (``dfdetect.training.aggregate``): a frame
+is as suspicious as its most suspicious face; a video's score comes from its frame scores by the
+``mean`` or ``confident`` strategy; the verdict is ``fake`` when that score reaches the decision
+threshold, else ``real``; ``no_face`` when no face is found in any sampled frame (no score is
+made up). The threshold is, in order: the ``threshold`` argument; the calibrated threshold of the
+model card given as ``model_card``; 0.5. (TensorFlow Serving does not serve the model card, so
+the client cannot fetch it; pass the card, its version folder, or the model's folder of versions.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from dfdetect.client.errors import ClientError
+from dfdetect.client.transport import (DEFAULT_TIMEOUT, REQUEST_OVERHEAD, GrpcTransport, ModelMetadata,
+                                       RestTransport, RetryPolicy, Transport, rest_ssl_context, tls_credentials)
+from dfdetect.contract import (DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT,
+                               SIGNATURE_BYTES, SIGNATURE_PIXELS)
+from dfdetect.errors import MediaError
+from dfdetect.training.aggregate import STRATEGIES, video_score
+from dfdetect.training.config import EvalConfig
+from dfdetect.training.faces import Face, FaceDetector, faces_in_frames
+from dfdetect.training.frames import (DEFAULT_FRAMES, Frame, decode_image, media_kind, read_image_frame,
+                                      read_video_frames, resize_frame)
+
+log = logging.getLogger(__name__)
+
+FAKE = "fake"
+REAL = "real"
+NO_FACE = "no_face"
+VERDICTS = (FAKE, REAL, NO_FACE)
+
+DEFAULT_THRESHOLD = 0.5  # without a model card or an explicit threshold
+DEFAULT_STRATEGY = EvalConfig.video_strategy  # the evaluation stage's default
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one Predict request; gRPC's customary message size
+INPUT_FORMATS = ("jpeg", "pixels")
+TRANSPORTS = ("grpc", "rest")
+
+
+# --- results ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face in a sampled frame."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height in the frame's original pixels
+    confidence: float  # the detector's confidence that this is a face
+    fake_probability: float  # the model's score for the face crop
+
+    def to_dict(self) -> dict:
+        return {"box": [int(v) for v in self.box], "confidence": float(self.confidence),
+                "fake_probability": float(self.fake_probability)}
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One sampled frame (an image is one frame, index 0) and the faces found in it."""
+
+    index: int  # frame number in the video
+    timestamp: float  # seconds from the start
+    faces: tuple[FaceResult, ...] = ()  # most confident first; empty when no face was found
+
+    @property
+    def fake_probability(self) -> float | None:
+        """The frame's score: its most suspicious face (None without a face)."""
+        return max((f.fake_probability for f in self.faces), default=None)
+
+    def to_dict(self) -> dict:
+        out = {"index": int(self.index), "timestamp": float(self.timestamp)}
+        if self.faces:
+            out["fake_probability"] = float(self.fake_probability)
+        out["faces"] = [f.to_dict() for f in self.faces]
+        return out
+
+
+@dataclass(frozen=True)
+class MediaResult:
+    """The verdict on one input, with everything it was made from."""
+
+    source: str  # the path (or the name given for in-memory images)
+    kind: str  # "image" or "video"
+    verdict: str  # "fake", "real" or "no_face"
+    fake_probability: float | None  # the aggregated score; None for no_face
+    threshold: float  # the decision threshold used
+    model_name: str
+    model_version: int | None  # the version that answered; None when nothing was sent (no_face)
+    frames: tuple[FrameResult, ...] = field(default_factory=tuple)  # every sampled frame
+    strategy: str = DEFAULT_STRATEGY  # how frame scores became the video score
+
+    @property
+    def faces(self) -> int:
+        return sum(len(f.faces) for f in self.frames)
+
+    @property
+    def frames_with_face(self) -> int:
+        return sum(1 for f in self.frames if f.faces)
+
+    def to_dict(self) -> dict:
+        """The client output of DESIGN.md, as JSON-ready values."""
+        out = {"source": self.source, "kind": self.kind, "verdict": self.verdict}
+        if self.fake_probability is not None:
+            out["fake_probability"] = float(self.fake_probability)
+        out.update(threshold=float(self.threshold), model_name=self.model_name, model_version=self.model_version,
+                   frames=[f.to_dict() for f in self.frames])
+        return out
+
+
+# --- the model card -----------------------------------------------------------------------------
+
+def find_model_card(path: str | os.PathLike, version: int | None = None) -> Path:
+    """The model card file that ``path`` designates.
+
+    ``path`` is the card itself, a version folder (holding ``assets.extra/model_card.json``), or a
+    model's folder of numbered versions, where ``version`` picks the folder.
+    """
+    p = Path(path)
+    expected = ("expected the model card JSON, a version folder holding "
+                f"{MODEL_CARD_FILE}, or a model folder of numbered versions")
+    if p.is_file():
+        return p
+    if (p / MODEL_CARD_FILE).is_file():
+        return p / MODEL_CARD_FILE
+    if not p.is_dir():
+        raise ClientError("NOT_FOUND", f"model card not found: {p} does not exist; {expected}")
+    versions = sorted(int(c.name) for c in p.iterdir() if c.name.isdigit() and c.is_dir())
+    if not versions:
+        raise ClientError("NOT_FOUND", f"no model card in {p}; {expected}")
+    if version is None:
+        raise ClientError("INVALID_ARGUMENT", f"{p} holds versions {versions}: which one answers is not known yet")
+    card = p / str(version) / MODEL_CARD_FILE
+    if not card.is_file():
+        raise ClientError("NOT_FOUND", f"no model card for version {version} under {p} "
+                                       f"(versions there: {', '.join(map(str, versions))})")
+    return card
+
+
+def read_model_card(path: str | os.PathLike) -> dict:
+    """A model card, checked for what the client uses (threshold, crop margin, video strategy)."""
+    try:
+        card = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ClientError("NOT_FOUND", f"cannot read the model card {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ClientError("INVALID_ARGUMENT", f"model card {path} is not valid JSON: {e}") from None
+    if not isinstance(card, dict):
+        raise ClientError("INVALID_ARGUMENT", f"model card {path} must hold a JSON object")
+    threshold = card.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ClientError("INVALID_ARGUMENT", f"model card {path}: threshold must be a number in [0, 1], "
+                                              f"got {threshold!r}")
+    margin = card.get("crop_margin")
+    if margin is not None and (not isinstance(margin, (int, float)) or margin < 0):
+        raise ClientError("INVALID_ARGUMENT", f"model card {path}: crop_margin must be a number >= 0, got {margin!r}")
+    strategy = card.get("video_strategy")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ClientError("INVALID_ARGUMENT", f"model card {path}: video_strategy {strategy!r} is unknown; "
+                                              f"allowed: {', '.join(STRATEGIES)}")
+    return card
+
+
+# --- input checks -------------------------------------------------------------------------------
+
+def check_media_file(path: str | os.PathLike, expected_kind: str | None = None) -> str:
+    """Check that ``path`` is a readable, non-empty file of a known type; returns its kind."""
+    p = Path(path)
+    if not p.exists():
+        raise ClientError("NOT_FOUND", "file not found", str(path))
+    if not p.is_file():
+        raise ClientError("INVALID_ARGUMENT", "not a file (expected an image or a video)", str(path))
+    if not os.access(p, os.R_OK):
+        raise ClientError("PERMISSION_DENIED", "file is not readable", str(path))
+    try:
+        kind = media_kind(p)
+    except MediaError as e:
+        raise ClientError("INVALID_ARGUMENT", e.problem, str(path)) from None
+    if expected_kind is not None and kind != expected_kind:
+        other = "analyze_video" if kind == "video" else "analyze_image"
+        article = "an" if expected_kind == "image" else "a"
+        raise ClientError("INVALID_ARGUMENT", f"this is a {kind} file, expected {article} {expected_kind} (use "
+                                              f"{other} or analyze)", str(path))
+    if p.stat().st_size == 0:
+        raise ClientError("INVALID_ARGUMENT", f"empty file (expected a {kind})", str(path))
+    return kind
+
+
+def image_frame(image: np.ndarray, source: str) -> Frame:
+    """An RGB image in memory as a frame, resized by the rule like a file would be."""
+    if not isinstance(image, np.ndarray):
+        raise ClientError("INVALID_ARGUMENT", f"expected a numpy array, got {type(image).__name__}", source)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ClientError("INVALID_ARGUMENT", f"image array is {image.dtype} of shape {image.shape}; expected RGB "
+                                              "uint8 of shape (height, width, 3)", source)
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ClientError("INVALID_ARGUMENT", f"image array of shape {image.shape} has no pixels", source)
+    rgb = np.ascontiguousarray(image)
+    resized, scale = resize_frame(rgb)
+    return Frame(index=0, timestamp=0.0, image=resized, scale=scale, original=rgb)
+
+
+def _check_frames(frames, per_second: bool) -> None:
+    if per_second:
+        return
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames <= 0:
+        raise ClientError("INVALID_ARGUMENT", f"frames must be a positive whole number, got {frames!r}")
+
+
+def pack_requests(sizes: list[int], limit: int, overhead: int = REQUEST_OVERHEAD) -> list[tuple[int, int]]:
+    """Split items of these encoded sizes into consecutive runs ``[start, end)`` whose requests
+    stay under ``limit`` bytes: the fewest requests, in order. An item too big on its own still
+    goes, alone."""
+    runs, start, total = [], 0, overhead
+    for i, size in enumerate(sizes):
+        if i > start and total + size > limit:
+            runs.append((start, i))
+            start, total = i, overhead
+        total += size
+    if start < len(sizes):
+        runs.append((start, len(sizes)))
+    return runs
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+class DeepfakeClient:
+    """Verdicts on images and videos from a served dfdetect model (thread-safe).
+
+    Connecting reads the model's metadata (GetModelMetadata): the crop size S, the signatures,
+    and the version that answers. One MTCNN detector is built on first use and kept.
+
+    Arguments (all but ``target`` and ``model_name`` keyword-only):
+
+    - ``target``: ``HOST:PORT`` of the model server (default the local deployment,
+      ``localhost:8500``, or ``localhost:8501`` for REST); for REST also a URL.
+    - ``model_name``; ``version`` or ``version_label`` to pin one version (default: the server's).
+    - ``transport``: ``"grpc"`` or ``"rest"``.
+    - ``timeout``: seconds each server call may take, retries included (the deadline).
+    - ``retries``, ``backoff``, ``max_backoff``: retries on UNAVAILABLE / RESOURCE_EXHAUSTED
+      (REST: 503 / 429), waiting ``backoff * 2**n`` seconds with jitter, at most ``max_backoff``.
+    - ``tls``, ``root_certificates``, ``private_key``, ``certificate_chain``: TLS (PEM bytes or
+      file paths; any of the three implies TLS; without roots the system's are trusted).
+    - ``model_card``: the card (or its version folder, or the model's folder of versions) that
+      gives the calibrated threshold, the crop margin and the video strategy.
+    - ``threshold``, ``strategy`` (``mean`` / ``confident``), ``margin``: override the card.
+    - ``frames`` (evenly spaced frames per video) or ``per_second``: the default sampling.
+    - ``input_format``: ``"jpeg"`` (``serve_image_bytes``, the smallest requests) or
+      ``"pixels"`` (uint8 through ``serving_default``).
+    - ``max_request_bytes``: the largest Predict request; a video's crops are split to fit.
+    - ``detector``: a :class:`FaceDetector` to use instead of building one.
+    """
+
+    def __init__(self, target: str | None = None, model_name: str = DEFAULT_MODEL_NAME, *,
+                 transport: str = "grpc", version: int | None = None, version_label: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = 3, backoff: float = 0.1, max_backoff: float = 5.0,
+                 tls: bool = False, root_certificates=None, private_key=None, certificate_chain=None,
+                 model_card: str | os.PathLike | None = None, threshold: float | None = None,
+                 strategy: str | None = None, margin: float | None = None,
+                 frames: int = DEFAULT_FRAMES, per_second: bool = False, input_format: str = "jpeg",
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, detector: FaceDetector | None = None):
+        if transport not in TRANSPORTS:
+            raise ClientError("INVALID_ARGUMENT", f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
+            raise ClientError("INVALID_ARGUMENT", f"threshold must be in [0, 1], got {threshold!r}")
+        if strategy is not None and strategy not in STRATEGIES:
+            raise ClientError("INVALID_ARGUMENT", f"strategy {strategy!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+        if margin is not None and not 0 <= margin <= 2:
+            raise ClientError("INVALID_ARGUMENT", f"margin must be between 0 and 2 (fraction of the face per side), "
+                                                  f"got {margin!r}")
+        if input_format not in INPUT_FORMATS:
+            raise ClientError("INVALID_ARGUMENT", f"input_format must be one of {', '.join(INPUT_FORMATS)}, "
+                                                  f"got {input_format!r}")
+        if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int) or max_request_bytes <= 0:
+            raise ClientError("INVALID_ARGUMENT", f"max_request_bytes must be a positive whole number, "
+                                                  f"got {max_request_bytes!r}")
+        _check_frames(frames, per_second)
+
+        self.model_name = model_name
+        self.frames = frames
+        self.per_second = per_second
+        self.input_format = input_format
+        self.max_request_bytes = max_request_bytes
+        self._threshold_arg, self._strategy_arg, self._margin_arg = threshold, strategy, margin
+        self._detector = detector
+        self._detector_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+
+        retry = RetryPolicy(retries=retries, initial_backoff=backoff, max_backoff=max(max_backoff, backoff))
+        secure = tls or any(v is not None for v in (root_certificates, private_key, certificate_chain))
+        options = dict(version=version, version_label=version_label, timeout=timeout, retry=retry)
+        if transport == "grpc":
+            creds = tls_credentials(root_certificates, private_key, certificate_chain) if secure else None
+            self.transport: Transport = GrpcTransport(target or f"localhost:{GRPC_PORT}", model_name,
+                                                      credentials=creds, **options)
+        else:
+            context = rest_ssl_context(root_certificates, private_key, certificate_chain) if secure else None
+            self.transport = RestTransport(target or f"localhost:{REST_PORT}", model_name, ssl_context=context,
+                                           **options)
+        try:
+            self.metadata: ModelMetadata = self.transport.metadata()
+            self._card: dict | None = None
+            self._card_spec: str | os.PathLike | None = None  # what model_card named
+            self.card_path: Path | None = None  # the card file in use
+            self._apply_settings()
+            if model_card is not None:
+                self.use_model_card(model_card)
+        except BaseException:
+            self.transport.close()
+            raise
+        log.info("connected to %s (%s): model %s version %d, crop size %d, %s", self.transport.target,
+                 self.transport.kind, self.metadata.name, self.metadata.version, self.crop_size, self.signature)
+
+    # --- settings -------------------------------------------------------------------------------
+
+    @property
+    def crop_size(self) -> int:
+        """S: the side of the face crops, from the served model's metadata."""
+        return self.metadata.crop_size
+
+    @property
+    def model_version(self) -> int:
+        """The version that answered the last metadata request."""
+        return self.metadata.version
+
+    def _apply_settings(self) -> None:
+        """Threshold, strategy, margin and signature: the arguments, else the card, else defaults."""
+        card = self._card or {}
+        if self._threshold_arg is not None:
+            self.threshold, self.threshold_source = float(self._threshold_arg), "argument"
+        elif "threshold" in card:
+            self.threshold, self.threshold_source = float(card["threshold"]), f"model card {self.card_path}"
+        else:
+            self.threshold, self.threshold_source = DEFAULT_THRESHOLD, "default (no model card)"
+        self.strategy = self._strategy_arg or card.get("video_strategy") or DEFAULT_STRATEGY
+        margin = self._margin_arg if self._margin_arg is not None else card.get("crop_margin")
+        self.margin = float(DEFAULT_CROP_MARGIN if margin is None else margin)
+        signature = SIGNATURE_BYTES if self.input_format == "jpeg" and self.metadata.accepts_bytes else SIGNATURE_PIXELS
+        if self.input_format == "jpeg" and signature != getattr(self, "signature", SIGNATURE_BYTES):
+            log.warning("model %s version %d has no usable %s signature; sending uint8 crops through %s",
+                        self.metadata.name, self.metadata.version, SIGNATURE_BYTES, SIGNATURE_PIXELS)
+        self.signature = signature
+
+    def use_model_card(self, card: str | os.PathLike) -> None:
+        """Take the threshold, crop margin and video strategy from a model card (explicit
+        arguments still win). ``card``: the JSON, its version folder, or the model's folder of
+        versions (the card of the version that answers is used)."""
+        path = find_model_card(card, self.metadata.version)
+        content = read_model_card(path)
+        with self._state_lock:
+            self._card_spec, self._card, self.card_path = card, content, path
+            self._apply_settings()
+        self._check_card()
+
+    def _check_card(self) -> None:
+        card = self._card
+        if card is None:
+            return
+        if card.get("version") not in (None, self.metadata.version):
+            log.warning("model card %s is of version %s but version %d answers: its threshold may not fit",
+                        self.card_path, card["version"], self.metadata.version)
+        if card.get("crop_size") not in (None, self.crop_size):
+            log.warning("model card %s says crop size %s but the served model takes %d: is it the right card?",
+                        self.card_path, card["crop_size"], self.crop_size)
+
+    def refresh(self) -> ModelMetadata:
+        """Read the model's metadata again (after a new version was deployed). When the model
+        card was given as the model's folder of versions, the new version's card is taken."""
+        metadata = self.transport.metadata()
+        card_path, card = self.card_path, self._card
+        if self._card_spec is not None:
+            try:
+                found = find_model_card(self._card_spec, metadata.version)
+                if found != card_path:
+                    card_path, card = found, read_model_card(found)
+            except ClientError as e:
+                log.warning("keeping model card %s: %s", self.card_path, e.message)
+        with self._state_lock:
+            self.metadata, self.card_path, self._card = metadata, card_path, card
+            self._apply_settings()
+        self._check_card()
+        return metadata
+
+    # --- analysis -------------------------------------------------------------------------------
+
+    def analyze(self, path: str | os.PathLike, *, frames: int | None = None,
+                per_second: bool | None = None) -> MediaResult:
+        """Analyze an image or a video file, by its extension."""
+        if check_media_file(path) == "image":
+            return self.analyze_image(path)
+        return self.analyze_video(path, frames=frames, per_second=per_second)
+
+    def analyze_image(self, image, *, source: str | None = None) -> MediaResult:
+        """Analyze one image: a file path, encoded bytes (JPEG, PNG, ...) or an RGB uint8 array."""
+        if isinstance(image, np.ndarray):
+            source = source or "<array>"
+            frame = image_frame(image, source)
+        elif isinstance(image, (bytes, bytearray, memoryview)):
+            source = source or "<bytes>"
+            try:
+                frame = image_frame(decode_image(bytes(image), source), source)
+            except MediaError as e:
+                raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
+        else:
+            source = source or str(image)
+            check_media_file(image, "image")
+            try:
+                frame = read_image_frame(image)
+            except MediaError as e:
+                raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
+            except OSError as e:
+                raise ClientError("INVALID_ARGUMENT", f"cannot read: {e.strerror or e}", source) from None
+        return self._analyze(source, "image", [frame])
+
+    def analyze_video(self, path: str | os.PathLike, *, frames: int | None = None,
+                      per_second: bool | None = None) -> MediaResult:
+        """Analyze a video file: ``frames`` evenly spaced frames (default: the client's), or with
+        ``per_second`` one frame per second."""
+        frames = self.frames if frames is None else frames
+        per_second = self.per_second if per_second is None else per_second
+        _check_frames(frames, per_second)
+        source = str(path)
+        check_media_file(path, "video")
+        return self._analyze(source, "video", read_video_frames(path, frames=frames, per_second=per_second))
+
+    def _analyze(self, source: str, kind: str, frames: Iterable[Frame]) -> MediaResult:
+        with self._state_lock:  # one consistent set of crop settings for the whole input
+            margin, size, signature = self.margin, self.crop_size, self.signature
+        sampled: list[tuple[int, float]] = []
+        faces: list[Face] = []
+        try:
+            faces = self._faces(frames, margin, size, sampled)
+        except MediaError as e:
+            raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
+        if not sampled:
+            raise ClientError("INVALID_ARGUMENT", "no frame could be decoded", source)
+
+        version = None
+        found: dict[int, list[FaceResult]] = {}
+        if faces:
+            try:
+                scores, version = self._score([f.crop for f in faces], signature)
+            except ClientError as e:
+                raise e.for_source(source) from None
+            for face, score in zip(faces, scores):
+                found.setdefault(face.frame_index, []).append(
+                    FaceResult(box=tuple(int(v) for v in face.box), confidence=float(face.confidence),
+                               fake_probability=float(score)))
+        with self._state_lock:  # after scoring: the settings of the version that answered
+            threshold, strategy = self.threshold, self.strategy
+        frame_results = tuple(FrameResult(index=i, timestamp=t, faces=tuple(found.get(i, ()))) for i, t in sampled)
+        frame_scores = [f.fake_probability for f in frame_results if f.faces]
+        if frame_scores:
+            score = video_score(frame_scores, strategy)
+            verdict = FAKE if score >= threshold else REAL
+        else:
+            score, verdict = None, NO_FACE
+        return MediaResult(source=source, kind=kind, verdict=verdict, fake_probability=score, threshold=threshold,
+                           model_name=self.metadata.name, model_version=version, frames=frame_results,
+                           strategy=strategy)
+
+    def _get_detector(self) -> FaceDetector:
+        with self._detector_lock:
+            if self._detector is None:
+                self._detector = FaceDetector()
+            return self._detector
+
+    def _faces(self, frames: Iterable[Frame], margin: float, size: int, sampled: list) -> list[Face]:
+        """Detect and crop the faces of the frames, a detector batch at a time (frames are let go
+        once cropped: a long video never sits in memory whole)."""
+        detector = self._get_detector()
+        faces: list[Face] = []
+        batch: list[Frame] = []
+
+        def flush():
+            with self._detector_lock:  # MTCNN is not safe to call from two threads at once
+                found, _ = faces_in_frames(detector, batch, margin, size)
+            faces.extend(found)
+            batch.clear()
+
+        for frame in frames:
+            sampled.append((frame.index, frame.timestamp))
+            batch.append(frame)
+            if len(batch) >= detector.batch_size:
+                flush()
+        if batch:
+            flush()
+        return faces
+
+    def _score(self, crops: list[np.ndarray], signature: str) -> tuple[np.ndarray, int]:
+        """Scores of the crops, in as few Predict calls as the request limit allows; every call
+        after the first asks for the version that answered the first, so one input is judged
+        by one version even while a new one is being rolled out."""
+        from dfdetect.training.records import encode_jpeg
+
+        binary = signature == SIGNATURE_BYTES
+        payloads = [encode_jpeg(c) for c in crops] if binary else crops
+        sizes = [self.transport.item_bytes(len(p) if binary else p.nbytes, binary) for p in payloads]
+        scores, version = [], None
+        for start, end in pack_requests(sizes, self.max_request_bytes):
+            if binary:
+                part, answered = self.transport.predict_bytes(payloads[start:end], version)
+            else:
+                part, answered = self.transport.predict_pixels(np.stack(payloads[start:end]), version)
+            scores.append(part)
+            version = answered if version is None else version
+        if version != self.metadata.version:
+            log.info("model %s now answers with version %s (was %d): reading its metadata again",
+                     self.model_name, version, self.metadata.version)
+            self.refresh()
+        return np.concatenate(scores), version
+
+    # --- lifetime -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection to the server."""
+        self.transport.close()
+
+    def __enter__(self) -> "DeepfakeClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"DeepfakeClient({self.transport.target!r}, {self.model_name!r}, transport={self.transport.kind!r}, "
+                f"version={self.metadata.version}, crop_size={self.crop_size}, threshold={self.threshold:g})")

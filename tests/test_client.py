@@ -1,0 +1,594 @@
+"""The client against the local server (in process, real gRPC and REST) with the tiny exported model,
+on generated videos and images of a real photographed face; retries and deadlines against
+in-process servicers that misbehave; the `dfdetect predict` command line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import json
+import math
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent import futures
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from conftest import blank_frames, face_frames, start_server
+from dfdetect.client import ClientError, DeepfakeClient, RetryPolicy
+from dfdetect.client.cli import add_predict_parser, collect_inputs
+from dfdetect.client.client import pack_requests
+from dfdetect.contract import DEFAULT_CROP_MARGIN, MODEL_CARD_FILE
+from dfdetect.errors import DfdetectError
+from dfdetect.training.aggregate import video_score
+from dfdetect.training.faces import faces_in_frames
+from dfdetect.training.frames import read_frames, write_video
+
+FPS = 10.0
+VIDEO_FRAMES = 6
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model(tiny_export):
+    """(version folder, its model card, the model's folder of versions)."""
+    result, repository, _ = tiny_export
+    version_dir = Path(result.path)
+    return version_dir, json.loads((version_dir / MODEL_CARD_FILE).read_text()), repository / "deepfake"
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    _, _, base = model
+    srv = start_server(model_base_path=str(base))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, photos):
+    """Generated inputs: videos and images of a real photographed face, a video without a face,
+    and broken files."""
+    root = tmp_path_factory.mktemp("media")
+    write_video(root / "face.mp4", face_frames(photos["astronaut"], VIDEO_FRAMES), FPS)
+    write_video(root / "blank.mp4", blank_frames(VIDEO_FRAMES), FPS)
+    still = face_frames(photos["grace_hopper"], 1)[0]
+    cv2.imwrite(str(root / "face.jpg"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(root / "face.png"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
+    (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not media")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(server, model, detector):
+    version_dir, _, _ = model
+    with DeepfakeClient(f"127.0.0.1:{server.grpc_port}", model_card=version_dir, detector=detector) as c:
+        yield c
+
+
+def reference_scores(path, model, detector, jpeg: bool, frames=VIDEO_FRAMES):
+    """Faces cut by the training code itself and scored by the exported model in process: as
+    uint8 pixels, or as JPEG (quality 95, like the training records) through the bytes signature."""
+    from dfdetect.export.savedmodel import LoadedModel
+    from dfdetect.training.records import encode_jpeg
+
+    version_dir, card, _ = model
+    margin = card.get("crop_margin") or DEFAULT_CROP_MARGIN
+    faces, _ = faces_in_frames(detector, list(read_frames(path, frames=frames)), margin, card["crop_size"])
+    loaded = LoadedModel(str(version_dir))
+    if jpeg:
+        return faces, loaded.image_bytes([encode_jpeg(f.crop) for f in faces])
+    return faces, loaded.pixels(np.stack([f.crop for f in faces]))
+
+
+# --- servicers that misbehave -----------------------------------------------------------------------
+
+class ProxyServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Forwards to the real server, after failing the first calls or taking its time."""
+
+    def __init__(self, upstream_port: int, fail_predict: int = 0, fail_metadata: int = 0,
+                 code=grpc.StatusCode.UNAVAILABLE, delay: float = 0.0):
+        self.upstream = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{upstream_port}"))
+        self.fail_predict, self.fail_metadata, self.code, self.delay = fail_predict, fail_metadata, code, delay
+        self.predict_calls = self.metadata_calls = 0
+        self.requests = []
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+
+    def Predict(self, request, context):
+        with self.lock:
+            self.predict_calls += 1
+            n = self.predict_calls
+            self.requests.append(request)
+        if n <= self.fail_predict:
+            context.abort(self.code, "the server is busy, try again")
+        if self.delay:
+            self.release.wait(self.delay)
+        return self.upstream.Predict(request, timeout=30)
+
+    def GetModelMetadata(self, request, context):
+        with self.lock:
+            self.metadata_calls += 1
+            n = self.metadata_calls
+        if n <= self.fail_metadata:
+            context.abort(self.code, "the server is starting")
+        return self.upstream.GetModelMetadata(request, timeout=30)
+
+
+@contextlib.contextmanager
+def grpc_servicer(servicer, credentials=None):
+    """An in-process gRPC server on a free loopback port; yields the port."""
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, srv)
+    port = (srv.add_secure_port("127.0.0.1:0", credentials) if credentials
+            else srv.add_insecure_port("127.0.0.1:0"))
+    srv.start()
+    try:
+        yield port
+    finally:
+        getattr(servicer, "release", threading.Event()).set()
+        srv.stop(0)
+
+
+@contextlib.contextmanager
+def flaky_rest_proxy(upstream_port: int, fail_posts: int, status: int = 503):
+    """An HTTP server answering the first POSTs with ``status``, forwarding everything else."""
+    state = {"posts": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _forward(self, body=None):
+            request = urllib.request.Request(f"http://127.0.0.1:{upstream_port}{self.path}", data=body,
+                                             method=self.command, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as r:
+                    code, data = r.status, r.read()
+            except urllib.error.HTTPError as e:
+                code, data = e.code, e.read()
+            self._send(code, data)
+
+        def _send(self, code, data):
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._forward()
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state["posts"] += 1
+            if state["posts"] <= fail_posts:
+                return self._send(status, json.dumps({"error": "overloaded"}).encode())
+            self._forward(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1], state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- results --------------------------------------------------------------------------------------
+
+def test_video_per_face_per_frame_and_per_video_results(client, media, model, detector):
+    _, card, _ = model
+    result = client.analyze_video(media / "face.mp4")
+    assert (result.source, result.kind, result.model_name, result.model_version) == \
+        (str(media / "face.mp4"), "video", "deepfake", 1)
+    assert client.crop_size == card["crop_size"] == 32  # read from GetModelMetadata
+    assert result.threshold == pytest.approx(card["threshold"]) and result.strategy == card["video_strategy"]
+    assert [f.index for f in result.frames] == list(range(VIDEO_FRAMES))
+    assert [f.timestamp for f in result.frames] == pytest.approx([i / FPS for i in range(VIDEO_FRAMES)])
+    for frame in result.frames:
+        assert frame.faces, f"no face found in frame {frame.index}"
+        for face in frame.faces:
+            x, y, w, h = face.box
+            assert 0 <= x < 320 and 0 <= y < 240 and w > 20 and h > 20 and face.confidence >= 0.95
+            assert 0.0 <= face.fake_probability <= 1.0
+        assert frame.fake_probability == max(f.fake_probability for f in frame.faces)
+
+    # The faces are those the training code cuts, scored as the exported model scores them.
+    faces, expected = reference_scores(media / "face.mp4", model, detector, jpeg=True)
+    got = [f for frame in result.frames for f in frame.faces]
+    assert [f.box for f in got] == [f.box for f in faces]
+    assert [f.confidence for f in got] == pytest.approx([f.confidence for f in faces])
+    np.testing.assert_allclose([f.fake_probability for f in got], expected, atol=1e-5)
+
+    frame_scores = [f.fake_probability for f in result.frames]
+    assert result.fake_probability == pytest.approx(video_score(frame_scores, card["video_strategy"]))
+    assert result.verdict == ("fake" if result.fake_probability >= result.threshold else "real")
+
+    doc = json.loads(json.dumps(result.to_dict()))
+    assert list(doc) == ["source", "kind", "verdict", "fake_probability", "threshold", "model_name",
+                         "model_version", "frames"]
+    assert list(doc["frames"][0]) == ["index", "timestamp", "fake_probability", "faces"]
+    assert list(doc["frames"][0]["faces"][0]) == ["box", "confidence", "fake_probability"]
+    assert doc["model_version"] == 1 and len(doc["frames"][0]["faces"][0]["box"]) == 4
+
+
+def test_pixels_through_serving_default_match_the_model_exactly(server, model, media, detector):
+    version_dir, _, _ = model
+    with DeepfakeClient(f"127.0.0.1:{server.grpc_port}", model_card=version_dir, detector=detector,
+                        input_format="pixels") as c:
+        assert c.signature == "serving_default"
+        result = c.analyze(media / "face.mp4", frames=VIDEO_FRAMES)
+    _, expected = reference_scores(media / "face.mp4", model, detector, jpeg=False)
+    np.testing.assert_allclose([f.fake_probability for fr in result.frames for f in fr.faces], expected, atol=1e-5)
+
+
+def test_onnx_backend_without_the_bytes_signature_gets_pixels(model, media, detector, caplog):
+    _, _, base = model
+    srv = start_server(model_base_path=str(base), backend="onnx")
+    try:
+        with DeepfakeClient(f"127.0.0.1:{srv.grpc_port}", detector=detector) as c:
+            assert c.metadata.signatures == ("serving_default",) and c.signature == "serving_default"
+            assert c.crop_size == 32 and c.analyze(media / "face.jpg").model_version == 1
+        assert "no usable serve_image_bytes signature" in caplog.text
+    finally:
+        srv.stop()
+
+
+def test_image_from_a_file_bytes_or_an_array(client, media):
+    from_file = client.analyze_image(media / "face.jpg")
+    assert from_file.kind == "image" and from_file.verdict in ("fake", "real")
+    assert [(f.index, f.timestamp) for f in from_file.frames] == [(0, 0.0)] and from_file.faces >= 1
+    from_bytes = client.analyze_image((media / "face.jpg").read_bytes(), source="upload-17")
+    rgb = cv2.cvtColor(cv2.imread(str(media / "face.jpg")), cv2.COLOR_BGR2RGB)
+    from_array = client.analyze_image(rgb)
+    assert (from_bytes.source, from_array.source) == ("upload-17", "<array>")
+    for other in (from_bytes, from_array):
+        assert other.fake_probability == pytest.approx(from_file.fake_probability, abs=1e-6)
+        assert other.frames[0].faces[0].box == from_file.frames[0].faces[0].box
+    assert client.analyze(media / "face.png").kind == "image"
+
+
+def test_one_client_serves_several_threads(client, media):
+    expected = client.analyze(media / "face.mp4").fake_probability
+    with futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(client.analyze, [media / "face.mp4"] * 4 + [media / "face.jpg"] * 4))
+    assert [r.fake_probability for r in results[:4]] == pytest.approx([expected] * 4, abs=1e-6)
+    assert len({r.fake_probability for r in results[4:]}) == 1
+
+
+def test_a_video_without_a_face_is_no_face(client, media):
+    result = client.analyze(media / "blank.mp4")
+    assert (result.verdict, result.fake_probability, result.model_version) == ("no_face", None, None)
+    assert len(result.frames) == VIDEO_FRAMES and all(not f.faces for f in result.frames)
+    doc = result.to_dict()
+    assert "fake_probability" not in doc and doc["verdict"] == "no_face"
+    assert doc["frames"][0] == {"index": 0, "timestamp": 0.0, "faces": []}
+
+
+def test_sampling_per_second_and_frame_count(client, media):
+    assert len(client.analyze_video(media / "face.mp4", frames=3).frames) == 3
+    # 6 frames at 10 fps: under one second, one sampled frame.
+    assert [f.index for f in client.analyze_video(media / "face.mp4", per_second=True).frames] == [0]
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+def test_bad_input_is_refused_before_anything_is_sent(server, model, media, detector):
+    version_dir, _, _ = model
+    proxy = ProxyServicer(server.grpc_port)
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector) as c:
+        cases = [
+            (lambda: c.analyze(media / "missing.mp4"), "NOT_FOUND", "file not found"),
+            (lambda: c.analyze(media / "corrupt.mp4"), "INVALID_ARGUMENT", "cannot open as a video"),
+            (lambda: c.analyze(media / "corrupt.jpg"), "INVALID_ARGUMENT", "cannot decode as an image"),
+            (lambda: c.analyze(media / "empty.png"), "INVALID_ARGUMENT", "empty file"),
+            (lambda: c.analyze(media / "notes.txt"), "INVALID_ARGUMENT", "unsupported file type .txt"),
+            (lambda: c.analyze(media), "INVALID_ARGUMENT", "not a file"),
+            (lambda: c.analyze_image(media / "face.mp4"), "INVALID_ARGUMENT", "expected an image"),
+            (lambda: c.analyze_image(np.zeros((10, 10, 3), np.float32)), "INVALID_ARGUMENT", "expected RGB uint8"),
+            (lambda: c.analyze_image(b"garbage"), "INVALID_ARGUMENT", "cannot decode as an image"),
+            (lambda: c.analyze_video(media / "face.mp4", frames=0), "INVALID_ARGUMENT", "frames must be"),
+        ]
+        for call, status, words in cases:
+            with pytest.raises(ClientError) as info:
+                call()
+            assert info.value.status == status and words in info.value.message, info.value
+            assert isinstance(info.value, DfdetectError)
+        error = pytest.raises(ClientError, c.analyze, media / "corrupt.mp4").value
+        assert error.source == str(media / "corrupt.mp4") and str(media / "corrupt.mp4") in str(error)
+        assert proxy.predict_calls == 0  # nothing was sent
+        assert c.analyze(media / "face.mp4").verdict in ("fake", "real")
+        assert proxy.predict_calls == 1  # a video's crops in one request
+
+
+def test_bad_arguments_and_model_cards(server, model, tmp_path, detector):
+    version_dir, card, base = model
+    target = f"127.0.0.1:{server.grpc_port}"
+    for kwargs, words in [({"threshold": 1.5}, "threshold must be in [0, 1]"),
+                          ({"strategy": "median"}, "strategy 'median' is unknown"),
+                          ({"transport": "carrier-pigeon"}, "transport must be one of grpc, rest"),
+                          ({"input_format": "png"}, "input_format must be one of jpeg, pixels"),
+                          ({"timeout": 0}, "timeout must be a positive"),
+                          ({"retries": -1}, "retries must be"),
+                          ({"model_card": tmp_path / "nope.json"}, "model card not found")]:
+        with pytest.raises(ClientError, match=re.escape(words)):
+            DeepfakeClient(target, detector=detector, **kwargs)
+    # Threshold: the argument, else the model card (the file, its version folder or the model's
+    # folder of versions), else 0.5.
+    with DeepfakeClient(target, detector=detector) as c:
+        assert (c.threshold, c.threshold_source) == (0.5, "default (no model card)")
+        assert c.margin == DEFAULT_CROP_MARGIN and c.strategy == "confident"
+    for where in (version_dir / MODEL_CARD_FILE, version_dir, base):
+        with DeepfakeClient(target, detector=detector, model_card=where) as c:
+            assert c.threshold == pytest.approx(card["threshold"]) and "model card" in c.threshold_source
+    with DeepfakeClient(target, detector=detector, model_card=base, threshold=0.25, strategy="mean") as c:
+        assert (c.threshold, c.threshold_source, c.strategy) == (0.25, "argument", "mean")
+    broken = tmp_path / "card.json"
+    broken.write_text(json.dumps({"threshold": "high"}))
+    with pytest.raises(ClientError, match="threshold must be a number in"):
+        DeepfakeClient(target, detector=detector, model_card=broken)
+
+
+def test_unknown_model_and_unreachable_server(server, detector):
+    with pytest.raises(ClientError) as info:
+        DeepfakeClient(f"127.0.0.1:{server.grpc_port}", "nobody", detector=detector)
+    assert info.value.status == "NOT_FOUND" and "nobody" in info.value.message
+    started = time.monotonic()
+    with pytest.raises(ClientError) as info:
+        DeepfakeClient(f"127.0.0.1:{free_port()}", detector=detector, retries=1, backoff=0.01, timeout=10)
+    assert info.value.status == "UNAVAILABLE" and "gave up after 2 attempts" in info.value.message
+    assert time.monotonic() - started < 9
+
+
+def test_follows_a_new_version_and_takes_its_model_card(model, media, detector, tmp_path):
+    version_dir, card, _ = model
+    base = tmp_path / "deepfake"
+    shutil.copytree(version_dir, base / "1")
+    srv = start_server(model_base_path=str(base), file_system_poll_wait_seconds=1)
+    try:
+        with DeepfakeClient(f"127.0.0.1:{srv.grpc_port}", model_card=base, detector=detector) as c:
+            first = c.analyze(media / "face.jpg")
+            assert (first.model_version, first.threshold) == (1, pytest.approx(card["threshold"]))
+            # Publish version 2 as export does: written elsewhere, renamed into place.
+            staging = tmp_path / "staging"
+            shutil.copytree(version_dir, staging)
+            (staging / MODEL_CARD_FILE).write_text(json.dumps({**card, "version": 2, "threshold": 0.75}))
+            staging.rename(base / "2")
+            deadline = time.monotonic() + 60
+            result = first
+            while result.model_version != 2 and time.monotonic() < deadline:
+                time.sleep(0.3)
+                result = c.analyze(media / "face.jpg")
+            assert (result.model_version, result.threshold) == (2, 0.75)  # decided by the card of version 2
+            assert (c.model_version, c.card_path) == (2, base / "2" / MODEL_CARD_FILE)
+    finally:
+        srv.stop()
+
+
+# --- requests, retries, deadlines ---------------------------------------------------------------
+
+def test_crops_are_split_to_fit_the_request_limit_and_stay_on_one_version(server, media, detector):
+    proxy = ProxyServicer(server.grpc_port)
+    crop_bytes = 32 * 32 * 3
+    with grpc_servicer(proxy) as port:
+        with DeepfakeClient(f"127.0.0.1:{port}", detector=detector, input_format="pixels") as whole:
+            expected = whole.analyze(media / "face.mp4")
+        assert proxy.predict_calls == 1
+        limit = 1024 + 2 * crop_bytes  # two crops per request
+        with DeepfakeClient(f"127.0.0.1:{port}", detector=detector, input_format="pixels",
+                            max_request_bytes=limit) as split:
+            result = split.analyze(media / "face.mp4")
+    assert proxy.predict_calls - 1 == math.ceil(result.faces / 2) >= 3
+    assert result.fake_probability == pytest.approx(expected.fake_probability, abs=1e-6)
+    # The first request lets the server choose; the others ask for the version that answered.
+    versions = [r.model_spec.version.value if r.model_spec.HasField("version") else None for r in proxy.requests[1:]]
+    assert versions[0] is None and set(versions[1:]) == {1}
+    assert pack_requests([10] * 5, 1024 + 25) == [(0, 2), (2, 4), (4, 5)]
+    assert pack_requests([5000, 10], 100) == [(0, 1), (1, 2)]  # too big alone still goes, alone
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED])
+def test_retries_with_backoff_until_the_server_answers(server, media, detector, code):
+    proxy = ProxyServicer(server.grpc_port, fail_predict=2, fail_metadata=1, code=code)
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, retries=3,
+                                                      backoff=0.01) as c:
+        assert proxy.metadata_calls == 2  # connecting retried too
+        result = c.analyze(media / "face.jpg")
+    assert result.verdict in ("fake", "real") and result.model_version == 1
+    assert proxy.predict_calls == 3
+
+
+def test_gives_up_after_the_retries_with_the_status(server, media, detector):
+    proxy = ProxyServicer(server.grpc_port, fail_predict=100)
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, retries=2,
+                                                      backoff=0.01) as c:
+        with pytest.raises(ClientError) as info:
+            c.analyze(media / "face.jpg")
+    assert info.value.status == "UNAVAILABLE" and "gave up after 3 attempts" in info.value.message
+    assert info.value.source == str(media / "face.jpg")
+    assert proxy.predict_calls == 3
+
+
+def test_other_errors_are_not_retried(server, media, detector):
+    proxy = ProxyServicer(server.grpc_port, fail_predict=1, code=grpc.StatusCode.INVALID_ARGUMENT)
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, backoff=0.01) as c:
+        with pytest.raises(ClientError) as info:
+            c.analyze(media / "face.jpg")
+        assert info.value.status == "INVALID_ARGUMENT" and proxy.predict_calls == 1
+        assert c.analyze(media / "face.jpg").verdict in ("fake", "real")  # the client is still usable
+
+
+def test_deadline_exceeded(server, media, detector):
+    proxy = ProxyServicer(server.grpc_port, delay=10)
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, timeout=1.0) as c:
+        started = time.monotonic()
+        with pytest.raises(ClientError) as info:
+            c.analyze(media / "face.jpg")
+        elapsed = time.monotonic() - started
+    assert info.value.status == "DEADLINE_EXCEEDED" and "deadline of 1 s" in info.value.message
+    assert elapsed < 5 and proxy.predict_calls == 1  # not retried
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_a_cap():
+    import random
+
+    policy = RetryPolicy(retries=5, initial_backoff=0.1, max_backoff=1.0, multiplier=2.0)
+    rng = random.Random(0)
+    for retry, ceiling in enumerate([0.1, 0.2, 0.4, 0.8, 1.0, 1.0]):
+        delays = [policy.delay(retry, rng) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(set(delays)) > 1
+
+
+# --- REST and TLS -----------------------------------------------------------------------------------
+
+def test_rest_transport_gives_the_grpc_results(server, model, media, detector):
+    version_dir, _, _ = model
+    for input_format in ("jpeg", "pixels"):
+        results = {}
+        for transport, port in (("grpc", server.grpc_port), ("rest", server.rest_port)):
+            with DeepfakeClient(f"127.0.0.1:{port}", transport=transport, model_card=version_dir,
+                                detector=detector, input_format=input_format) as c:
+                assert c.crop_size == 32 and c.model_version == 1
+                results[transport] = c.analyze(media / "face.mp4")
+        grpc_result, rest_result = results["grpc"], results["rest"]
+        assert (rest_result.verdict, rest_result.model_version) == (grpc_result.verdict, 1)
+        np.testing.assert_allclose([f.fake_probability for f in rest_result.frames],
+                                   [f.fake_probability for f in grpc_result.frames], atol=1e-5)
+    with DeepfakeClient(f"http://127.0.0.1:{server.rest_port}", transport="rest", detector=detector) as rest:
+        assert rest.analyze(media / "blank.mp4").verdict == "no_face"
+    with pytest.raises(ClientError) as info:
+        DeepfakeClient(f"127.0.0.1:{server.rest_port}", "nobody", transport="rest", detector=detector)
+    assert info.value.status == "NOT_FOUND" and "nobody" in info.value.message
+
+
+def test_rest_retries_on_503_and_429(server, media, detector):
+    for status, name in ((503, "UNAVAILABLE"), (429, "RESOURCE_EXHAUSTED")):
+        with flaky_rest_proxy(server.rest_port, fail_posts=2, status=status) as (port, state):
+            with DeepfakeClient(f"127.0.0.1:{port}", transport="rest", detector=detector, backoff=0.01) as c:
+                assert c.analyze(media / "face.jpg").model_version == 1
+            assert state["posts"] == 3
+        with flaky_rest_proxy(server.rest_port, fail_posts=100, status=status) as (port, state):
+            with DeepfakeClient(f"127.0.0.1:{port}", transport="rest", detector=detector, retries=1,
+                                backoff=0.01) as c:
+                with pytest.raises(ClientError) as info:
+                    c.analyze(media / "face.jpg")
+            assert info.value.status == name and state["posts"] == 2
+
+
+def test_tls(server, media, detector, tmp_path):
+    assert shutil.which("openssl"), "this test makes its certificate with the openssl command: install openssl"
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    with grpc_servicer(ProxyServicer(server.grpc_port), credentials) as port:
+        with DeepfakeClient(f"localhost:{port}", root_certificates=cert, detector=detector) as c:
+            assert c.analyze(media / "face.jpg").model_version == 1
+        with pytest.raises(ClientError) as info:  # the system's roots do not trust a self-signed certificate
+            DeepfakeClient(f"localhost:{port}", tls=True, detector=detector, retries=0, timeout=5)
+        assert info.value.status == "UNAVAILABLE"
+    with pytest.raises(ClientError, match="cannot read the root certificates file"):
+        DeepfakeClient("localhost:1", root_certificates=tmp_path / "missing.pem", detector=detector)
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+def run_cli(argv) -> int:
+    """`dfdetect predict ...` as dfdetect.cli.main runs a subcommand."""
+    parser = argparse.ArgumentParser(prog="dfdetect")
+    add_predict_parser(parser.add_subparsers(required=True))
+    args = parser.parse_args(["predict", *map(str, argv)])
+    try:
+        return int(args.handler(args) or 0)
+    except DfdetectError as e:
+        print(f"error: {e}", file=__import__("sys").stderr)
+        return 2
+
+
+@pytest.fixture(scope="module")
+def folder(media, tmp_path_factory):
+    """A folder as a backend would pass it: media in sub-folders, a corrupt video, other files."""
+    root = tmp_path_factory.mktemp("uploads")
+    (root / "clips" / "day1").mkdir(parents=True)
+    shutil.copy(media / "face.mp4", root / "clips" / "day1" / "face.mp4")
+    shutil.copy(media / "blank.mp4", root / "clips" / "blank.mp4")
+    shutil.copy(media / "face.jpg", root / "face.jpg")
+    shutil.copy(media / "corrupt.mp4", root / "clips" / "corrupt.mp4")
+    (root / "README.txt").write_text("skipped: not media")
+    (root / ".hidden.mp4").write_bytes(b"skipped: hidden")
+    return root
+
+
+def test_cli_json_reports_every_input_and_fails_when_one_failed(server, model, folder, capsys):
+    version_dir, card, _ = model
+    code = run_cli([folder, folder / "missing.png", "--server", f"127.0.0.1:{server.grpc_port}", "--json",
+                    "--frames", 4, "--model-card", version_dir])
+    out = capsys.readouterr()
+    assert code == 1
+    docs = {Path(d["source"]).name: d for d in json.loads(out.out)}
+    assert sorted(docs) == ["blank.mp4", "corrupt.mp4", "face.jpg", "face.mp4", "missing.png"]
+    assert docs["face.mp4"]["kind"] == "video" and len(docs["face.mp4"]["frames"]) == 4
+    assert docs["face.mp4"]["verdict"] in ("fake", "real") and docs["face.mp4"]["model_version"] == 1
+    assert docs["face.mp4"]["threshold"] == pytest.approx(card["threshold"])
+    assert docs["face.jpg"]["kind"] == "image" and docs["blank.mp4"]["verdict"] == "no_face"
+    assert docs["corrupt.mp4"]["error"]["status"] == "INVALID_ARGUMENT"
+    assert "cannot open as a video" in docs["corrupt.mp4"]["error"]["message"]
+    assert docs["missing.png"]["error"] == {"status": "NOT_FOUND", "message": "file not found"}
+    assert "corrupt.mp4" in out.err  # reported as it happens
+
+
+def test_cli_table_and_exit_status(server, folder, capsys):
+    target = ["--server", f"127.0.0.1:{server.grpc_port}", "--frames", 3]
+    assert run_cli([folder / "face.jpg", folder / "clips" / "day1", *target, "--threshold", 0]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["VERDICT", "P(FAKE)", "FACES", "FRAMES", "MODEL", "SOURCE"]
+    assert lines[1].split()[0] == "fake" and lines[1].split()[4] == "deepfake:1" and lines[1].endswith("face.jpg")
+    assert lines[2].split()[3] == "3/3" and lines[2].endswith("face.mp4")
+    assert "2 inputs: 2 fake, 0 real, 0 no_face, 0 failed; threshold 0.0000 (argument)" in out
+
+    rest = ["--rest", "--server", f"127.0.0.1:{server.rest_port}", "--frames", 3, "--no-progress"]
+    assert run_cli([folder, *rest]) == 1
+    out = capsys.readouterr().out
+    assert any(line.startswith("error") and "corrupt.mp4: INVALID_ARGUMENT" in line for line in out.splitlines())
+    assert any(line.startswith("no_face") and line.endswith("blank.mp4") for line in out.splitlines())
+    assert "4 inputs:" in out and "1 no_face, 1 failed" in out and "(default (no model card))" in out
+
+    assert run_cli([folder, "--server", f"127.0.0.1:{free_port()}", "--retries", 0, "--timeout", 5]) == 2
+    assert "UNAVAILABLE" in capsys.readouterr().err
+
+
+def test_cli_collects_folders_recursively(folder):
+    names = [Path(p).relative_to(folder).as_posix() for p, error in collect_inputs([folder, folder / "face.jpg"])]
+    assert names == ["face.jpg", "clips/blank.mp4", "clips/corrupt.mp4", "clips/day1/face.mp4"]
+    empty = folder.parent / "empty-folder"
+    empty.mkdir(exist_ok=True)
+    ((path, error),) = collect_inputs([empty])
+    assert error.status == "NOT_FOUND" and "no images or videos" in error.message
