@@ -46,8 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.errors import DfdetectError
-from dfdetect.logs import configure_logging
+from dfdetect.bench import fill_batch, positive_ints, run_benchmark
 
 log = logging.getLogger("dfdetect.export.bench_export")  # also when run with -m
 
@@ -81,11 +80,6 @@ def folder_bytes(path: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def fill_batch(crops: np.ndarray, batch_size: int) -> np.ndarray:
-    """``batch_size`` crops, repeating ``crops`` as often as needed; contiguous uint8."""
-    return np.ascontiguousarray(np.take(crops, np.arange(batch_size) % len(crops), axis=0), dtype=np.uint8)
-
-
 def time_slice(call, batch: np.ndarray, seconds: float, into: Measurement) -> None:
     """One untimed call (the engine's threads may have been idle while the other ran), then
     timed calls until ``seconds`` have passed; always at least one."""
@@ -114,16 +108,6 @@ def measure(engines: dict, batch: np.ndarray, seconds: float, warmup: int) -> di
 
 # --- command line and report ------------------------------------------------------------------
 
-def parse_batches(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"batch sizes are comma-separated integers, e.g. 1,8,32; got {text!r}")
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {text!r}")
-    return list(dict.fromkeys(values))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dfdetect.export.bench_export",
@@ -131,7 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "onnxruntime on the exported model at several batch sizes, with their ratio")
     parser.add_argument("--run", help="run folder (default: the latest run in --runs-dir)")
     parser.add_argument("--runs-dir", default="runs", help="where the latest run is looked up (runs)")
-    parser.add_argument("--batches", type=parse_batches, default=parse_batches(DEFAULT_BATCHES),
+    parser.add_argument("--batches", type=positive_ints, default=positive_ints(DEFAULT_BATCHES),
                         help=f"batch sizes, comma-separated ({DEFAULT_BATCHES})")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="timed seconds per engine and batch size (3)")
@@ -237,13 +221,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    configure_logging()
-    try:
-        return run(args)
-    except DfdetectError as e:
-        log.error("%s", e)
-        return 2
+    return run_benchmark(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -64,9 +64,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dfdetect.bench import fill_batch, positive_ints, run_benchmark
 from dfdetect.contract import INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError, DfdetectError
-from dfdetect.logs import configure_logging
 
 log = logging.getLogger("dfdetect.serving.bench_serve")  # also when run with -m
 
@@ -111,11 +111,6 @@ class Measurement:
 
 
 # --- in process -------------------------------------------------------------------------------
-
-def fill_batch(crops: np.ndarray, batch_size: int) -> np.ndarray:
-    """``batch_size`` crops, repeating ``crops`` as often as needed; contiguous uint8."""
-    return np.ascontiguousarray(np.take(crops, np.arange(batch_size) % len(crops), axis=0), dtype=np.uint8)
-
 
 def measure_in_process(runner, crops: np.ndarray, batch_size: int, seconds: float, warmup: int) -> Measurement:
     batch = fill_batch(crops, batch_size)
@@ -365,16 +360,6 @@ def start_server(args: argparse.Namespace, base_path: str, batching_path: str | 
 
 # --- command line and report ------------------------------------------------------------------
 
-def parse_counts(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,8; got {text!r}")
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return list(dict.fromkeys(values))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dfdetect.serving.bench_serve",
@@ -389,12 +374,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="timed seconds per batch size and per concurrency (3)")
     parser.add_argument("--warmup", type=int, default=3,
                         help="untimed calls per batch size, untimed requests per client (3)")
-    parser.add_argument("--concurrency", type=parse_counts, default=parse_counts(DEFAULT_CONCURRENCY),
+    parser.add_argument("--concurrency", type=positive_ints, default=positive_ints(DEFAULT_CONCURRENCY),
                         help=f"gRPC clients with batching on, comma-separated ({DEFAULT_CONCURRENCY})")
-    parser.add_argument("--rest-concurrency", type=parse_counts, default=parse_counts(DEFAULT_REST_CONCURRENCY),
+    parser.add_argument("--rest-concurrency", type=positive_ints, default=positive_ints(DEFAULT_REST_CONCURRENCY),
                         help=f"REST clients with batching on ({DEFAULT_REST_CONCURRENCY}; empty: none)")
-    parser.add_argument("--unbatched-concurrency", type=parse_counts,
-                        default=parse_counts(DEFAULT_UNBATCHED_CONCURRENCY),
+    parser.add_argument("--unbatched-concurrency", type=positive_ints,
+                        default=positive_ints(DEFAULT_UNBATCHED_CONCURRENCY),
                         help=f"gRPC and REST clients with batching off ({DEFAULT_UNBATCHED_CONCURRENCY}; "
                              "1 gives the overhead target; empty: no second server)")
     parser.add_argument("--max-batch-size", type=int, default=32, help="batching: max_batch_size (32)")
@@ -617,13 +602,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    configure_logging()
-    try:
-        return run(args)
-    except DfdetectError as e:
-        log.error("%s", e)
-        return 2
+    return run_benchmark(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from dfdetect.bench import run_benchmark
 from dfdetect.contract import FAKE, REAL
-from dfdetect.errors import DfdetectError
-from dfdetect.logs import configure_logging
 from dfdetect.training.config import PRESETS, DataConfig, load_config
 
 log = logging.getLogger("dfdetect.training.bench_train")  # also when run with -m
@@ -255,13 +254,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    configure_logging()
-    try:
-        return run(args)
-    except DfdetectError as e:
-        log.error("%s", e)
-        return 2
+    return run_benchmark(parse_args, run, argv)
 
 
 if __name__ == "__main__":
