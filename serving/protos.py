@@ -45,14 +45,19 @@ def status_response(states: list[VersionState]) -> get_model_status_pb2.GetModel
     return response
 
 
+def signature_map(signature_defs) -> get_model_metadata_pb2.SignatureDefMap:
+    """``{name: SignatureDef}`` as the SignatureDefMap metadata responses carry."""
+    out = get_model_metadata_pb2.SignatureDefMap()
+    for key, proto in signature_defs.items():
+        out.signature_def[key].CopyFrom(proto)
+    return out
+
+
 def metadata_response(name: str, version: int, signature_defs) -> get_model_metadata_pb2.GetModelMetadataResponse:
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     response.model_spec.name = name
     response.model_spec.version.value = version
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, proto in signature_defs.items():
-        signature_map.signature_def[key].CopyFrom(proto)
-    response.metadata["signature_def"].Pack(signature_map)
+    response.metadata["signature_def"].Pack(signature_map(signature_defs))
     return response
 
 
@@ -63,8 +68,5 @@ def to_json(message) -> dict:
 
 
 def metadata_json(name: str, version: int, signature_defs) -> dict:
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, proto in signature_defs.items():
-        signature_map.signature_def[key].CopyFrom(proto)
     return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
-            "metadata": {"signature_def": to_json(signature_map)}}
+            "metadata": {"signature_def": to_json(signature_map(signature_defs))}}

@@ -122,6 +122,17 @@ def _init_worker(config: PrepareConfig, threads: int | None = None) -> None:
         _detector = face_mod.FaceDetector(*settings)
 
 
+def _chunks(items, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def process_item(item: MediaItem, split: str, config: PrepareConfig) -> dict:
     """Sample, detect, crop and write one video's faces; returns its status record."""
     from dfdetect.training.records import face_example
@@ -135,17 +146,11 @@ def process_item(item: MediaItem, split: str, config: PrepareConfig) -> dict:
     started = time.perf_counter()
     try:
         faces, empty, frames = [], [], 0
-        batch = []
-        for frame in read_frames(item.path, frames=config.frames, per_second=config.per_second):
-            frames += 1
-            batch.append(frame)
-            if len(batch) == _detector.batch_size:
-                found, none = face_mod.faces_in_frames(_detector, batch, config.margin, config.crop_size)
-                faces += found
-                empty += none
-                batch = []
-        if batch:
-            found, none = face_mod.faces_in_frames(_detector, batch, config.margin, config.crop_size)
+        # Frames stream through in detector-sized chunks, so a long video never sits in memory.
+        for chunk in _chunks(read_frames(item.path, frames=config.frames, per_second=config.per_second),
+                             _detector.batch_size):
+            frames += len(chunk)
+            found, none = face_mod.faces_in_frames(_detector, chunk, config.margin, config.crop_size)
             faces += found
             empty += none
         status.update(frames=frames, frames_without_face=len(empty), faces=len(faces))
