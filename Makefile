@@ -26,9 +26,15 @@ BACKEND ?= tf
 DEPLOY_STATE ?= .run
 SERVER_ARGS ?=
 PYTEST_ARGS ?=
+OVERLAY ?= gpu
+USERS ?= 16
+SPAWN_RATE ?= 8
+DURATION ?= 30s
+REPORTS ?= reports
+WEB_PORT ?= 8080
 
 .DEFAULT_GOAL := help
-.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve clean
+.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client k8s-validate loadtest web clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -49,6 +55,9 @@ help: ## list targets and variables
 	@echo "  GRPC_PORT=8500 REST_PORT=8501       ports of the local model server"
 	@echo "  BACKEND=tf        local server backend: tf (SavedModel) or onnx (onnxruntime, faster on CPU)"
 	@echo "  SERVER_ARGS=...   more server flags, e.g. '--enable_batching --batching_parameters_file=serving/batching.config'"
+	@echo "  OVERLAY=gpu       Kubernetes overlay for TARGET=k8s and k8s-validate: gpu or cpu"
+	@echo "  USERS=16 SPAWN_RATE=8 DURATION=30s  'make loadtest' shape; reports go to REPORTS=reports"
+	@echo "  WEB_PORT=8080     port of the web page ('make web', 'make deploy')"
 	@echo "  PYTEST_ARGS=...   extra pytest arguments for 'make test'"
 	@echo "  PYTHON=python3    interpreter the virtual environment is built from"
 
@@ -72,12 +81,14 @@ evaluate: install ## re-evaluate a run (RUN=dir, default the latest): metrics.js
 export: install ## publish the latest run as the next model version (+ verified ONNX twin)
 	$(BIN)/dfdetect export --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) $(if $(RUN),--run $(RUN)) $(EXPORT_ARGS)
 
-deploy: install ## start serving MODEL_REPOSITORY (TARGET=local: background server on :8500/:8501)
+deploy: install ## start serving MODEL_REPOSITORY (TARGET=local: background server on :8500/:8501; TARGET=k8s: kubectl apply -k OVERLAY)
 ifeq ($(TARGET),local)
 	$(BIN)/python -m dfdetect.serving.deploy up --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) \
 		--grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --backend $(BACKEND) --state-dir $(DEPLOY_STATE) $(if $(SERVER_ARGS),-- $(SERVER_ARGS))
+else ifeq ($(TARGET),k8s)
+	bash k8s/deploy.sh $(OVERLAY)
 else
-	@echo "TARGET=$(TARGET): only TARGET=local is available so far" >&2; exit 2
+	@echo "TARGET=$(TARGET): expected TARGET=local (this machine) or TARGET=k8s (kubectl's current cluster)" >&2; exit 2
 endif
 
 undeploy: install ## stop the local model server (drains requests in flight)
@@ -97,6 +108,18 @@ bench-export: install ## export time, SavedModel/ONNX sizes, TensorFlow vs onnxr
 
 bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on)
 	$(BIN)/python -m dfdetect.serving.bench_serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND)
+
+bench-client: install ## seconds per 10 s 1080p video (decode/detection/RPC) vs the naive pipeline; request bytes per face
+	$(BIN)/python -m dfdetect.client.bench_client
+
+k8s-validate: install ## render every k8s overlay and validate each object offline against the Kubernetes schemas
+	$(BIN)/python k8s/validate.py
+
+loadtest: install ## locust headless against the local deployment (deployed if needed); CSV + HTML in REPORTS
+	@echo "loadtest: not written yet" >&2; exit 2
+
+web: install ## the web page on WEB_PORT, in front of the model server at localhost:GRPC_PORT
+	@echo "web: not written yet" >&2; exit 2
 
 clean: ## remove generated data, runs and model repositories (keeps .venv)
 	rm -rf data runs model_repository reports .run .pytest_cache
