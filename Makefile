@@ -31,10 +31,13 @@ USERS ?= 16
 SPAWN_RATE ?= 8
 DURATION ?= 30s
 REPORTS ?= reports
+LOCUST_ARGS ?=
 WEB_PORT ?= 8080
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client k8s-validate loadtest web clean
+.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client k8s-validate loadtest web browser clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -57,7 +60,8 @@ help: ## list targets and variables
 	@echo "  SERVER_ARGS=...   more server flags, e.g. '--enable_batching --batching_parameters_file=serving/batching.config'"
 	@echo "  OVERLAY=gpu       Kubernetes overlay for TARGET=k8s and k8s-validate: gpu or cpu"
 	@echo "  USERS=16 SPAWN_RATE=8 DURATION=30s  'make loadtest' shape; reports go to REPORTS=reports"
-	@echo "  WEB_PORT=8080     port of the web page ('make web', 'make deploy')"
+	@echo "  LOCUST_ARGS=...   more locust options for 'make loadtest', e.g. '--max-p95-ms 500 --batch-size 16'"
+	@echo "  WEB_PORT=8080     port of the web page ('make web', 'make deploy'; 0: deploy without it)"
 	@echo "  PYTEST_ARGS=...   extra pytest arguments for 'make test'"
 	@echo "  PYTHON=python3    interpreter the virtual environment is built from"
 
@@ -84,7 +88,8 @@ export: install ## publish the latest run as the next model version (+ verified 
 deploy: install ## start serving MODEL_REPOSITORY (TARGET=local: background server on :8500/:8501; TARGET=k8s: kubectl apply -k OVERLAY)
 ifeq ($(TARGET),local)
 	$(BIN)/python -m dfdetect.serving.deploy up --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) \
-		--grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --backend $(BACKEND) --state-dir $(DEPLOY_STATE) $(if $(SERVER_ARGS),-- $(SERVER_ARGS))
+		--grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --web-port $(WEB_PORT) --backend $(BACKEND) \
+		--state-dir $(DEPLOY_STATE) $(if $(SERVER_ARGS),-- $(SERVER_ARGS))
 else ifeq ($(TARGET),k8s)
 	bash k8s/deploy.sh $(OVERLAY)
 else
@@ -94,8 +99,14 @@ endif
 undeploy: install ## stop the local model server (drains requests in flight)
 	$(BIN)/python -m dfdetect.serving.deploy down --state-dir $(DEPLOY_STATE)
 
-test: install ## run the test suite
+test: install browser ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+browser: ## Debian's chromium for the web page tests (installed with apt-get when missing; no browser download)
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the web page tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		--no-install-recommends chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after installing Debian's chromium" >&2; exit 1; }
 
 bench-prepare: install ## frames/s and faces/s of data preparation against the naive pipeline
 	$(BIN)/python -m dfdetect.training.bench_prepare
@@ -116,10 +127,16 @@ k8s-validate: install ## render every k8s overlay and validate each object offli
 	$(BIN)/python k8s/validate.py
 
 loadtest: install ## locust headless against the local deployment (deployed if needed); CSV + HTML in REPORTS
-	@echo "loadtest: not written yet" >&2; exit 2
+	@$(MAKE) --no-print-directory deploy TARGET=local
+	@status=0; $(BIN)/locust -f loadtests/ --headless -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --only-summary \
+		--host http://localhost:$(REST_PORT) --grpc-host localhost:$(GRPC_PORT) --model-name $(MODEL_NAME) \
+		--csv $(REPORTS)/loadtest --html $(REPORTS)/loadtest.html $(LOCUST_ARGS) || status=$$?; \
+	echo; $(BIN)/python loadtests/_summary.py $(REPORTS)/loadtest; \
+	echo "reports: $(REPORTS)/loadtest.html, $(REPORTS)/loadtest_*.csv"; exit $$status
 
-web: install ## the web page on WEB_PORT, in front of the model server at localhost:GRPC_PORT
-	@echo "web: not written yet" >&2; exit 2
+web: install ## the web page on WEB_PORT (foreground), in front of the model server at localhost:GRPC_PORT
+	$(BIN)/dfdetect web --port $(WEB_PORT) --server localhost:$(GRPC_PORT) --model-name $(MODEL_NAME) \
+		--model-repository $(MODEL_REPOSITORY)
 
 clean: ## remove generated data, runs and model repositories (keeps .venv)
 	rm -rf data runs model_repository reports .run .pytest_cache

@@ -245,6 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise invalid(f"Malformed request: {method} {path}")
         except ServingError as e:
             self._error(e)
+        except (ConnectionResetError, BrokenPipeError) as e:  # the client left mid-request: nobody to answer
+            log.debug("REST client went away during %s %s: %s", method, path, e)
+            self.close_connection = True
         except Exception as e:  # a bug must not take the server down; the client gets a 500
             log.exception("REST request %s %s failed", method, path)
             self._json(500, {"error": f"internal error: {type(e).__name__}: {e}"})

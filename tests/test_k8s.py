@@ -1,0 +1,689 @@
+"""k8s/: every overlay and batch job renders with `kubectl kustomize`, validates strictly against the
+Kubernetes schemas (offline, kubernetes-validate), and has the properties a cluster relies on,
+checked on the rendered objects against the serving configs and the model contract."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dfdetect.contract import GRPC_PORT, REST_PORT
+from dfdetect.serving.config import (read_batching_parameters, read_model_server_config, read_monitoring_config,
+                                     set_version_labels)
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "k8s"
+SERVING = ROOT / "serving"
+SERVING_FILES = ("models.config", "batching.config", "monitoring.config")
+OVERLAYS = ("k8s/overlays/gpu", "k8s/overlays/cpu")
+GPU = "nvidia.com/gpu"
+
+
+def _load_validate():
+    spec = importlib.util.spec_from_file_location("k8s_validate", K8S / "validate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+kv = _load_validate()
+
+
+def _require_kubectl():
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is not on PATH: these tests render k8s/ with `kubectl kustomize` (no cluster needed); "
+                    "install kubectl")
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    """Every kustomization under k8s/overlays and k8s/jobs, rendered once: {"k8s/overlays/gpu": [objects]}."""
+    _require_kubectl()
+    return {kv.display(path): kv.render(path) for path in kv.kustomizations()}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def find(objects, kind, name=None):
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def pod_spec(workload):
+    return workload["spec"]["template"]["spec"]
+
+
+def containers(spec, init=True):
+    return (spec.get("initContainers", []) if init else []) + spec["containers"]
+
+
+def container(spec, name):
+    (c,) = [c for c in containers(spec) if c["name"] == name]
+    return c
+
+
+def workloads(objects):
+    return [o for o in objects if o["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet")]
+
+
+def serving(objects):
+    deployment = find(objects, "Deployment")
+    return deployment, pod_spec(deployment), container(pod_spec(deployment), "tensorflow-serving")
+
+
+def flag(args, name):
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+    assert len(values) == 1, f"--{name} given {len(values)} times in {args}"
+    return values[0]
+
+
+def port_number(c, port):
+    """A probe's or Service's port (number or container port name) as a number."""
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in c["ports"] if p["name"] == port]
+    return number
+
+
+def mount_path(c, volume):
+    (path,) = [m["mountPath"] for m in c["volumeMounts"] if m["name"] == volume]
+    return path
+
+
+def volume(spec, name):
+    (v,) = [v for v in spec["volumes"] if v["name"] == name]
+    return v
+
+
+def labels_match(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"selector uses more than matchLabels: {selector}"
+    return bool(selector.get("matchLabels")) and selector["matchLabels"].items() <= labels.items()
+
+
+def model_names():
+    config = read_model_server_config(SERVING / "models.config")
+    return [m.name for m in config.model_config_list.config]
+
+
+def substitute(text: str, env: dict) -> str:
+    """Kubernetes' $(VAR) expansion in args and env values."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: str(env[m.group(1)]), text)
+
+
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def pinned(requirement_name):
+    for dep in pyproject()["project"]["dependencies"]:
+        name, _, version = dep.partition("==")
+        if name.strip() == requirement_name:
+            return version.strip()
+    raise AssertionError(f"{requirement_name} is not pinned in pyproject.toml")
+
+
+# --- rendering and schema validation -------------------------------------------------------------
+
+def test_every_overlay_and_batch_job_is_rendered(rendered):
+    assert set(OVERLAYS) <= set(rendered)
+    assert {"k8s/jobs/prepare", "k8s/jobs/train", "k8s/jobs/train-multiworker"} <= set(rendered)
+    kinds = {o["kind"] for objs in rendered.values() for o in objs}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+            "ConfigMap", "Job"} <= kinds
+
+
+def test_every_object_is_valid_against_the_kubernetes_schemas(rendered):
+    failures = {f"{where} {kv.object_name(o)}": errors
+                for where, objects in rendered.items() for o in objects if (errors := kv.validate_object(o))}
+    assert not failures, failures
+
+
+def test_every_namespaced_object_lands_in_the_product_namespace(rendered):
+    for where, objects in rendered.items():
+        for o in objects:
+            if o["kind"] != "Namespace":
+                assert o["metadata"].get("namespace") == "dfdetect", f"{where} {kv.object_name(o)}"
+
+
+def test_validation_is_strict_and_misses_nothing(rendered):
+    deployment = find(rendered["k8s/overlays/gpu"], "Deployment")
+    assert kv.validate_object(deployment) == []
+
+    unknown_field = copy.deepcopy(deployment)
+    container(pod_spec(unknown_field), "tensorflow-serving")["gpus"] = 1
+    errors = kv.validate_object(unknown_field)
+    assert len(errors) == len(kv.KUBERNETES_VERSIONS) and all("'gpus' was unexpected" in e for e in errors)
+
+    wrong_type = copy.deepcopy(deployment)
+    container(pod_spec(wrong_type), "tensorflow-serving")["ports"][0]["containerPort"] = "8500"
+    assert any("containerPort" in e for e in kv.validate_object(wrong_type))
+
+    no_schema = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"}}
+    assert kv.validate_object(no_schema), "an object without a schema must not pass unchecked"
+
+
+def test_validate_script_checks_every_object_and_names_failures(rendered, tmp_path):
+    result = subprocess.run([sys.executable, str(K8S / "validate.py")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    total = sum(len(objects) for objects in rendered.values())
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == total
+    assert f"{total} objects from {len(rendered)} kustomizations valid" in result.stdout
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "kustomization.yaml").write_text("resources: [service.yaml]\n")
+    (broken / "service.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports: [{port: http}]\n")
+    result = subprocess.run([sys.executable, str(K8S / "validate.py"), str(broken)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Service/web" in result.stdout and "spec.ports.0.port" in result.stdout
+
+    (broken / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    result = subprocess.run([sys.executable, str(K8S / "validate.py"), str(broken)], capture_output=True, text=True)
+    assert result.returncode == 2 and "missing.yaml" in result.stdout
+
+
+# --- serving: image, GPUs, placement -------------------------------------------------------------
+
+def test_every_image_is_pinned(rendered):
+    for where, objects in rendered.items():
+        for w in workloads(objects):
+            for c in containers(pod_spec(w)):
+                name, _, tag = c["image"].rpartition(":")
+                assert name and "/" not in tag, f"{where} {c['name']}: image {c['image']} has no tag"
+                assert tag and tag != "latest", f"{where} {c['name']}: image {c['image']} is not pinned"
+
+
+def test_tensorflow_serving_release_matches_the_project_tensorflow(rendered):
+    version = pinned("tensorflow")
+    _, spec, _ = serving(rendered["k8s/overlays/gpu"])
+    assert {c["image"] for c in containers(spec)} == {f"tensorflow/serving:{version}-gpu"}
+    _, spec, _ = serving(rendered["k8s/overlays/cpu"])
+    assert {c["image"] for c in containers(spec)} == {f"tensorflow/serving:{version}"}
+
+
+def test_gpu_overlay_takes_one_gpu_on_gpu_nodes(rendered):
+    _, spec, server = serving(rendered["k8s/overlays/gpu"])
+    resources = server["resources"]
+    assert int(resources["limits"][GPU]) >= 1 and resources["requests"][GPU] == resources["limits"][GPU]
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    # The batch threads of serving/batching.config get a CPU core each.
+    threads = read_batching_parameters(SERVING / "batching.config").num_batch_threads.value
+    assert int(resources["requests"]["cpu"]) >= threads
+
+
+def test_cpu_overlay_asks_for_no_gpu(rendered):
+    _, spec, _ = serving(rendered["k8s/overlays/cpu"])
+    for c in containers(spec):
+        assert GPU not in c["resources"].get("requests", {}) and GPU not in c["resources"].get("limits", {})
+    assert "nodeSelector" not in spec and "tolerations" not in spec
+
+
+# --- serving: flags, ports, probes, configs ------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ports_match_the_serving_contract(rendered, overlay):
+    objects = rendered[overlay]
+    deployment, spec, server = serving(objects)
+    assert {p["name"]: p["containerPort"] for p in server["ports"]} == {"grpc": GRPC_PORT, "http": REST_PORT}
+    assert flag(server["args"], "port") == str(GRPC_PORT)
+    assert flag(server["args"], "rest_api_port") == str(REST_PORT)
+
+    service = find(objects, "Service", "deepfake-serving")
+    assert service["spec"]["selector"].items() <= spec_labels(deployment).items()
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(ports) == {"grpc", "http"}
+    for name, number in (("grpc", GRPC_PORT), ("http", REST_PORT)):
+        assert ports[name]["port"] == number and port_number(server, ports[name]["targetPort"]) == number
+    assert ports["grpc"]["appProtocol"] == "kubernetes.io/h2c" and ports["http"]["appProtocol"] == "http"
+
+
+def spec_labels(deployment):
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_check_the_model_over_rest(rendered, overlay):
+    _, _, server = serving(rendered[overlay])
+    (name,) = model_names()
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert port_number(server, server[probe]["httpGet"]["port"]) == REST_PORT, probe
+    # Ready only when a version can answer: metadata needs a loaded version, the status path does not.
+    assert server["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{name}/metadata"
+    assert server["startupProbe"]["httpGet"]["path"] == f"/v1/models/{name}/metadata"
+    assert server["livenessProbe"]["httpGet"]["path"] == f"/v1/models/{name}"
+    startup = server["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "slow model loads need minutes"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_configmaps_are_generated_from_the_serving_files(rendered, overlay):
+    objects = rendered[overlay]
+    _, spec, server = serving(objects)
+    config_map_name = volume(spec, "serving-config")["configMap"]["name"]
+    assert re.fullmatch(r"deepfake-serving-config-[a-z0-9]{10}", config_map_name), "name carries a content hash"
+    config_map = find(objects, "ConfigMap", config_map_name)
+    assert config_map["data"] == {f: (SERVING / f).read_text() for f in SERVING_FILES}
+
+    mounted = mount_path(server, "serving-config")
+    args = server["args"]
+    assert flag(args, "enable_batching") == "true"
+    assert flag(args, "enable_model_warmup") == "true"
+    assert flag(args, "batching_parameters_file") == f"{mounted}/batching.config"
+    assert flag(args, "monitoring_config_file") == f"{mounted}/monitoring.config"
+    # models.config goes through the init container, which writes the file the server reads.
+    init = container(spec, "model-config")
+    assert f"{mount_path(init, 'serving-config')}/models.config" in init["command"]
+    written = flag(args, "model_config_file")
+    assert written in init["command"]
+    assert written.startswith(mount_path(init, "rendered-config") + "/")
+    assert mount_path(server, "rendered-config") == mount_path(init, "rendered-config")
+
+
+def test_a_changed_serving_file_changes_the_generated_configmap(tmp_path):
+    """One source of truth: the ConfigMap follows serving/ (and its new name rolls the pods)."""
+    _require_kubectl()
+    shutil.copytree(K8S, tmp_path / "k8s", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "serving").mkdir()
+    for f in SERVING_FILES:
+        shutil.copy(SERVING / f, tmp_path / "serving" / f)
+    batching = tmp_path / "serving" / "batching.config"
+    batching.write_text(batching.read_text().replace("batch_timeout_micros { value: 2000 }",
+                                                     "batch_timeout_micros { value: 1000 }"))
+    before = find(kv.render(K8S / "overlays/gpu"), "Deployment")
+    after_objects = kv.render(tmp_path / "k8s/overlays/gpu")
+    after = find(after_objects, "Deployment")
+    old, new = (volume(pod_spec(d), "serving-config")["configMap"]["name"] for d in (before, after))
+    assert old != new
+    assert "value: 1000" in find(after_objects, "ConfigMap", new)["data"]["batching.config"]
+
+
+def _model_repository(objects):
+    _, spec, _ = serving(objects)
+    (env,) = container(spec, "model-config")["env"]
+    assert env["name"] == "MODEL_REPOSITORY"
+    return find(objects, "ConfigMap", env["valueFrom"]["configMapKeyRef"]["name"])["data"]["MODEL_REPOSITORY"]
+
+
+def _run_render_script(objects, tmp_path, source, repository):
+    _, spec, _ = serving(objects)
+    scripts = find(objects, "ConfigMap", volume(spec, "scripts")["configMap"]["name"])["data"]
+    script = tmp_path / "render-models-config.sh"
+    script.write_text(scripts["render-models-config.sh"])
+    out = tmp_path / "rendered.config"
+    result = subprocess.run(["/bin/sh", str(script), str(source), str(out)], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "MODEL_REPOSITORY": repository})
+    return result, out
+
+
+def test_gpu_overlay_reads_models_from_object_storage(rendered, tmp_path):
+    objects = rendered["k8s/overlays/gpu"]
+    repository = _model_repository(objects)
+    assert repository.startswith("gs://")
+    _, spec, _ = serving(objects)
+    assert not any("persistentVolumeClaim" in v for v in spec["volumes"])
+
+    # The init container's script, run here on serving/models.config with labels set as
+    # `dfdetect export label` sets them: only the base paths move to the bucket.
+    source = tmp_path / "models.config"
+    shutil.copy(SERVING / "models.config", source)
+    (name,) = model_names()
+    set_version_labels(source, name, {"stable": 3, "canary": 4}, existing_versions=[3, 4])
+    result, out = _run_render_script(objects, tmp_path, source, repository)
+    assert result.returncode == 0, result.stderr
+    rendered_config, original = read_model_server_config(out), read_model_server_config(source)
+    (model,) = rendered_config.model_config_list.config
+    assert model.base_path == f"{repository}/{name}"
+    assert dict(model.version_labels) == {"stable": 3, "canary": 4}
+    assert list(model.model_version_policy.specific.versions) == [3, 4]
+    original.model_config_list.config[0].base_path = model.base_path
+    assert rendered_config == original
+
+
+def test_cpu_overlay_reads_models_from_a_mounted_volume(rendered, tmp_path):
+    objects = rendered["k8s/overlays/cpu"]
+    repository = _model_repository(objects)
+    _, spec, server = serving(objects)
+    claim = volume(spec, "model-repository")["persistentVolumeClaim"]
+    assert find(objects, "PersistentVolumeClaim", claim["claimName"])
+    (mount,) = [m for m in server["volumeMounts"] if m["name"] == "model-repository"]
+    assert mount["mountPath"] == repository and mount.get("readOnly") is True
+
+    result, out = _run_render_script(objects, tmp_path, SERVING / "models.config", repository)
+    assert result.returncode == 0, result.stderr
+    assert read_model_server_config(out) == read_model_server_config(SERVING / "models.config")
+    for m in read_model_server_config(out).model_config_list.config:
+        assert m.base_path.startswith(mount["mountPath"] + "/")
+
+
+def test_render_script_refuses_what_it_cannot_rewrite(rendered, tmp_path):
+    objects = rendered["k8s/overlays/gpu"]
+    result, _ = _run_render_script(objects, tmp_path, SERVING / "models.config", "models")
+    assert result.returncode == 1 and "MODEL_REPOSITORY=models is not usable" in result.stderr
+    elsewhere = tmp_path / "elsewhere.config"
+    elsewhere.write_text('model_config_list { config { name: "m" base_path: "/srv/m" } }\n')
+    result, _ = _run_render_script(objects, tmp_path, elsewhere, "gs://bucket/repo")
+    assert result.returncode == 1 and "no base_path under /models/" in result.stderr
+
+
+# --- serving: operations -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaler_budget_and_spread_select_the_deployment(rendered, overlay):
+    objects = rendered[overlay]
+    deployment, spec, _ = serving(objects)
+    labels = spec_labels(deployment)
+    assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+
+    hpa = find(objects, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": deployment["metadata"]["name"]}
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+
+    pdb = find(objects, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert labels_match(pdb["spec"]["selector"], labels)
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1 and pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
+
+    by_node = [t for t in spec["topologySpreadConstraints"] if t["topologyKey"] == "kubernetes.io/hostname"]
+    assert len(by_node) == 1 and by_node[0]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert labels_match(by_node[0]["labelSelector"], labels)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_termination_matches_the_server_drain(rendered, overlay):
+    from dfdetect.serving.server import ServerOptions
+
+    _, spec, server = serving(rendered[overlay])
+    drain = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert drain == ServerOptions().drain_seconds
+    assert spec["terminationGracePeriodSeconds"] > drain
+    # tensorflow_model_server has no SIGTERM handler: it must not be PID 1, or SIGTERM is ignored.
+    assert spec["shareProcessNamespace"] is True
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_admits_labelled_backends_and_monitoring_only(rendered, overlay):
+    objects = rendered[overlay]
+    deployment, _, _ = serving(objects)
+    policy = find(objects, "NetworkPolicy")
+    assert labels_match(policy["spec"]["podSelector"], spec_labels(deployment))
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = policy["spec"]["ingress"]
+    assert all(rule.get("from") and rule.get("ports") for rule in rules), "no rule may admit everyone or every port"
+    admitted = {}
+    for rule in rules:
+        for peer in rule["from"]:
+            key = ("pods", json.dumps(peer["podSelector"], sort_keys=True)) if "podSelector" in peer else \
+                  ("namespace", json.dumps(peer["namespaceSelector"], sort_keys=True))
+            assert not (("podSelector" in peer) and ("namespaceSelector" in peer)), peer
+            admitted[key] = {p["port"] for p in rule["ports"]}
+    backends = ("pods", json.dumps({"matchLabels": {"dfdetect/model-client": "true"}}))
+    monitoring = ("namespace", json.dumps({"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}))
+    assert admitted == {backends: {GRPC_PORT, REST_PORT}, monitoring: {REST_PORT}}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_scrapes_the_monitoring_path(rendered, overlay):
+    deployment, _, server = serving(rendered[overlay])
+    monitoring = read_monitoring_config(SERVING / "monitoring.config")
+    assert monitoring.prometheus_config.enable
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == monitoring.prometheus_config.path
+    assert int(annotations["prometheus.io/port"]) == REST_PORT == port_number(server, "http")
+
+
+# --- security, every pod -------------------------------------------------------------------------
+
+def test_every_pod_runs_restricted(rendered):
+    for where, objects in rendered.items():
+        for w in workloads(objects):
+            spec = pod_spec(w)
+            what = f"{where} {kv.object_name(w)}"
+            pod = spec["securityContext"]
+            assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0, what
+            assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, what
+            assert spec["automountServiceAccountToken"] is False, what
+            scratch = [v["name"] for v in spec["volumes"] if "emptyDir" in v]
+            for c in containers(spec):
+                sc = c["securityContext"]
+                assert sc.get("runAsUser", pod["runAsUser"]) > 0, f"{what} {c['name']}"
+                assert sc["allowPrivilegeEscalation"] is False, f"{what} {c['name']}"
+                assert sc["readOnlyRootFilesystem"] is True, f"{what} {c['name']}"
+                assert sc["capabilities"] == {"drop": ["ALL"]}, f"{what} {c['name']}"
+                for kind in ("requests", "limits"):
+                    assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{what} {c['name']} {kind}"
+                if GPU in c["resources"]["limits"]:
+                    assert c["resources"]["requests"][GPU] == c["resources"]["limits"][GPU], what
+            for c in containers(spec, init=False):
+                assert any(m["mountPath"] == "/tmp" and m["name"] in scratch for m in c["volumeMounts"]), \
+                    f"{what} {c['name']}: no emptyDir scratch at /tmp"
+    for overlay in OVERLAYS:
+        assert find(rendered[overlay], "ServiceAccount")["automountServiceAccountToken"] is False
+        namespace = find(rendered[overlay], "Namespace")
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+# --- batch jobs ----------------------------------------------------------------------------------
+
+def _parse_dfdetect(args):
+    from dfdetect.cli import build_parser
+
+    return build_parser().parse_args(args)
+
+
+def _env(c):
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def _index_from_annotation(c):
+    assert _env(c)["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+def _on_volume(path, c, spec, claim="dfdetect-data"):
+    mounts = [m for m in c["volumeMounts"]
+              if volume(spec, m["name"]).get("persistentVolumeClaim", {}).get("claimName") == claim]
+    return any(path.startswith(m["mountPath"] + "/") for m in mounts)
+
+
+def test_prepare_is_an_indexed_job_one_shard_per_pod(rendered):
+    job = find(rendered["k8s/jobs/prepare"], "Job")
+    spec = pod_spec(job)
+    (c,) = spec["containers"]
+    n = job["spec"]["completions"]
+    assert job["spec"]["completionMode"] == "Indexed" and n >= 2 and job["spec"]["parallelism"] <= n
+    _index_from_annotation(c)
+    shards = set()
+    for index in range(n):
+        args = _parse_dfdetect([substitute(a, {"JOB_COMPLETION_INDEX": index}) for a in c["args"]])
+        assert args.handler.__name__ == "run_prepare_command"
+        assert args.num_shards == n, "--num-shards must equal the Job's completions"
+        shards.add(args.shard)
+        assert _on_volume(args.data, c, spec) and _on_volume(args.out, c, spec)
+        assert 1 <= args.workers <= int(c["resources"]["limits"]["cpu"])
+    assert shards == set(range(n))
+    assert find(rendered["k8s/jobs/storage"], "PersistentVolumeClaim", "dfdetect-data")["spec"]["accessModes"] == \
+        ["ReadWriteMany"]
+
+
+def _train_config(args):
+    from dfdetect.training.config import load_config
+
+    parsed = _parse_dfdetect(args)
+    assert parsed.handler.__name__ == "run_train_command"
+    return load_config(parsed.preset, parsed.config, parsed.set)
+
+
+def _on_gpu_nodes(spec, c):
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert int(c["resources"]["limits"][GPU]) >= 1
+
+
+def test_training_job_runs_on_a_gpu_node_from_the_prepared_data(rendered):
+    job = find(rendered["k8s/jobs/train"], "Job")
+    spec = pod_spec(job)
+    (c,) = spec["containers"]
+    _on_gpu_nodes(spec, c)
+    config = _train_config(c["args"])
+    prepare = pod_spec(find(rendered["k8s/jobs/prepare"], "Job"))["containers"][0]
+    prepared = _parse_dfdetect([substitute(a, {"JOB_COMPLETION_INDEX": 0}) for a in prepare["args"]]).out
+    assert config.data.prepared == prepared, "training reads what preparation writes"
+    assert _on_volume(config.runs_dir + "/x", c, spec)
+
+
+def test_multiworker_training_gives_each_worker_its_tf_config(rendered):
+    objects = rendered["k8s/jobs/train-multiworker"]
+    job = find(objects, "Job")
+    spec = pod_spec(job)
+    (c,) = spec["containers"]
+    _on_gpu_nodes(spec, c)
+    workers = job["spec"]["completions"]
+    assert job["spec"]["completionMode"] == "Indexed" and workers >= 2 and job["spec"]["parallelism"] == workers
+
+    service = find(objects, "Service")
+    assert service["spec"]["clusterIP"] == "None" and spec["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    (port,) = [p["containerPort"] for p in c["ports"] if p["name"] == "tf-worker"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [port]
+
+    env = _env(c)
+    _index_from_annotation(c)
+    names = [e["name"] for e in c["env"]]
+    assert names.index("JOB_COMPLETION_INDEX") < names.index("TF_CONFIG"), "$(VAR) expands only earlier variables"
+    run_dirs = set()
+    for index in range(workers):
+        tf_config = json.loads(substitute(env["TF_CONFIG"]["value"], {"JOB_COMPLETION_INDEX": index}))
+        assert tf_config["cluster"]["worker"] == [f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{port}"
+                                                  for i in range(workers)]
+        assert tf_config["task"] == {"type": "worker", "index": index}
+        config = _train_config([substitute(a, {"JOB_COMPLETION_INDEX": index}) for a in c["args"]])
+        assert _on_volume(config.runs_dir + "/x", c, spec)
+        run_dirs.add(config.runs_dir)
+    assert len(run_dirs) == workers, "workers must not write into one run folder"
+
+
+def test_jobs_run_the_project_image_at_the_package_version(rendered):
+    version = pyproject()["project"]["version"]
+    images = {where: {c["image"] for w in workloads(objects) for c in containers(pod_spec(w))}
+              for where, objects in rendered.items() if where.startswith("k8s/jobs/")}
+    assert images["k8s/jobs/prepare"] == {f"dfdetect:{version}"}
+    assert images["k8s/jobs/train"] == images["k8s/jobs/train-multiworker"] == {f"dfdetect:{version}-gpu"}
+
+
+# --- the project image ---------------------------------------------------------------------------
+
+def _dockerfile():
+    """(instruction, argument) pairs of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+def test_dockerfile_is_pinned_non_root_and_installs_the_package(rendered):
+    steps = _dockerfile()
+    stages = [arg.split() for op, arg in steps if op == "FROM"]
+    for stage in stages:
+        image = stage[0]
+        assert image == "python:3.11-slim-bookworm", f"base image {image} must be the pinned slim Python"
+    assert pyproject()["project"]["requires-python"] == ">=3.11,<3.12"
+    user = [arg for op, arg in steps if op == "USER"][-1]
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) > 0, "the last USER must be a numeric, non-root user"
+    for where, objects in rendered.items():
+        if where.startswith("k8s/jobs/"):
+            for w in workloads(objects):
+                assert pod_spec(w)["securityContext"]["runAsUser"] == int(uid)
+    runs = " ".join(arg for op, arg in steps if op == "RUN")
+    assert re.search(r"pip install \"\.\[train,export,serve,client\]\"", runs)
+    assert [json.loads(arg) for op, arg in steps if op == "ENTRYPOINT"] == [["dfdetect"]]
+
+
+def test_docker_build_context_holds_what_the_package_needs(tmp_path):
+    """What the Dockerfile copies (and .dockerignore lets through) builds the package."""
+    steps = _dockerfile()
+    sources = [src.rstrip("/") for op, arg in steps if op == "COPY" and not arg.startswith("--from")
+               for src in arg.split()[:-1]]
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert ignore[0] == "*", ".dockerignore starts by excluding everything"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert set(sources) == allowed
+    package_dirs = set(pyproject()["tool"]["setuptools"]["package-dir"].values())
+    assert set(sources) == {"pyproject.toml", "README.md"} | package_dirs, \
+        "the image must copy every folder pyproject.toml maps onto the dfdetect package"
+    context = tmp_path / "context"
+    for src in sources:
+        if (ROOT / src).is_dir():
+            shutil.copytree(ROOT / src, context / src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            context.mkdir(exist_ok=True)
+            shutil.copy(ROOT / src, context / src)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(context)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = (tmp_path / "dist").glob("dfdetect-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "dfdetect/cli.py" in names and "dfdetect/training/prepare.py" in names
+    assert {f"dfdetect/serving/{f}" for f in SERVING_FILES} <= set(names)
+
+
+# --- make deploy TARGET=k8s ----------------------------------------------------------------------
+
+def _deploy(*args, kubeconfig):
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(kubeconfig.parent), "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run(["bash", str(K8S / "deploy.sh"), *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_deploy_refuses_an_unknown_overlay(tmp_path):
+    result = _deploy("tpu", kubeconfig=tmp_path / "none")
+    assert result.returncode == 2
+    assert "unknown overlay 'tpu'" in result.stderr
+    for overlay in OVERLAYS:
+        assert Path(overlay).name in result.stderr
+
+
+def test_deploy_fails_clearly_without_a_cluster(tmp_path):
+    _require_kubectl()
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    result = _deploy("gpu", kubeconfig=empty)
+    assert result.returncode == 2 and "no cluster configured" in result.stderr
+
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "nowhere",
+        "clusters": [{"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "nobody", "user": {"token": "none"}}],
+        "contexts": [{"name": "nowhere", "context": {"cluster": "nowhere", "user": "nobody"}}]}))
+    result = _deploy("cpu", kubeconfig=unreachable)
+    assert result.returncode == 2 and "cannot reach the cluster of kubectl context 'nowhere'" in result.stderr
+
+
+def test_deploy_waits_for_the_deployment_the_overlays_render(rendered):
+    script = (K8S / "deploy.sh").read_text()
+    namespace = re.search(r"^namespace=(\S+)$", script, re.M).group(1)
+    deployment = re.search(r"^deployment=(\S+)$", script, re.M).group(1)
+    for overlay in OVERLAYS:
+        rendered_deployment = find(rendered[overlay], "Deployment")
+        assert (rendered_deployment["metadata"]["namespace"], rendered_deployment["metadata"]["name"]) == \
+            (namespace, deployment)
+    assert "--load-restrictor LoadRestrictionsNone" in script and "rollout status" in script
