@@ -126,13 +126,20 @@ def _client(args):
         raise
 
 
-def _local_model_card(args, client) -> None:
-    """Against the local deployment, the card of the answering version, from the local repository."""
-    if args.model_card is not None or args.server is not None:
-        return
-    folder = Path(args.model_repository) / args.model_name / str(client.model_version)
+def use_local_model_card(client, model_repository, model_name: str) -> bool:
+    """Use the card of the answering version from a local model repository, when it is there
+    (TensorFlow Serving does not serve model cards). True when a card was found."""
+    folder = Path(model_repository) / model_name / str(client.model_version)
     if (folder / MODEL_CARD_FILE).is_file():
         client.use_model_card(folder)
+        return True
+    return False
+
+
+def _local_model_card(args, client) -> None:
+    """Against the local deployment, the card of the answering version, from the local repository."""
+    if args.model_card is None and args.server is None:
+        use_local_model_card(client, args.model_repository, args.model_name)
 
 
 def run_predict_command(args) -> int:

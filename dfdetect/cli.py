@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dfdetect.client.cli import add_predict_parser
 
     add_predict_parser(sub)
+    from dfdetect.web.cli import add_web_parser
+
+    add_web_parser(sub)
     return parser
 
 

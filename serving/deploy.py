@@ -4,8 +4,10 @@
     python -m dfdetect.serving.deploy down
 
 ``up`` starts ``python -m dfdetect.serving`` detached (pid and log in the state folder), waits
-until the model is AVAILABLE and prints the endpoints; when the server is already up it says so
-and changes nothing. ``down`` sends SIGTERM (the server drains its requests) and waits.
+until the model is AVAILABLE, then starts the web page beside it (``dfdetect web`` on
+``--web-port``, 0 for none) and waits until it reaches the model, and prints the endpoints; what is
+already up is said and left alone. ``down`` sends SIGTERM to the web page, then to the model
+server (which drains its requests), and waits for each.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT
+from dfdetect.web.settings import DEFAULT_WEB_PORT
 
 MONITORING = Path(__file__).with_name("monitoring.config")
 
@@ -36,22 +39,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _pid(state: Path) -> int | None:
+def _pid(state: Path, name: str) -> int | None:
     try:
-        pid = int((state / "serve.pid").read_text().strip())
+        pid = int((state / f"{name}.pid").read_text().strip())
     except (OSError, ValueError):
         return None
     return pid if _alive(pid) else None
 
 
-def _status(rest_port: int, model: str) -> str | None:
+def _get_json(url: str):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/{model}", timeout=2) as r:
-            versions = json.loads(r.read())["model_version_status"]
-    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def _status(rest_port: int, model: str) -> str | None:
+    """The newest AVAILABLE version of the model on the local server, or None."""
+    body = _get_json(f"http://127.0.0.1:{rest_port}/v1/models/{model}")
+    try:
+        versions = body["model_version_status"]
+    except (TypeError, KeyError):
         return None
     available = [v["version"] for v in versions if v["state"] == "AVAILABLE"]
     return max(available, key=int) if available else None
+
+
+def _web_ready(web_port: int) -> str | None:
+    """The model version the web front reaches, once it is ready, or None."""
+    body = _get_json(f"http://127.0.0.1:{web_port}/readyz")
+    return None if not body or body.get("status") != "ready" else str(body.get("model_version"))
 
 
 def _endpoints(args, version) -> str:
@@ -61,62 +79,94 @@ def _endpoints(args, version) -> str:
             f"  metrics http://127.0.0.1:{args.rest_port}/monitoring/prometheus/metrics")
 
 
-def up(args) -> int:
-    state = Path(args.state_dir)
-    state.mkdir(parents=True, exist_ok=True)
-    pid = _pid(state)
-    if pid is not None:
-        version = _status(args.rest_port, args.model_name)
-        print(f"already running (pid {pid}); nothing changed")
-        if version:
-            print(_endpoints(args, version))
-        return 0
-    base = Path(args.model_repository).resolve() / args.model_name
-    if not base.is_dir() or not any(p.name.isdigit() for p in base.iterdir()):
-        print(f"error: no model versions in {base}: run `make export` first", file=sys.stderr)
-        return 2
-    cmd = [sys.executable, "-m", "dfdetect.serving", f"--port={args.grpc_port}", f"--rest_api_port={args.rest_port}",
-           f"--model_name={args.model_name}", f"--model_base_path={base}",
-           f"--monitoring_config_file={MONITORING}", f"--backend={args.backend}", *args.server_args]
-    log = open(state / "serve.log", "ab")
+def _web_endpoint(args) -> str:
+    return f"  web   http://127.0.0.1:{args.web_port}/   (upload a file; API: POST /api/analyze)"
+
+
+def _start(state: Path, name: str, what: str, cmd: list[str], ready, timeout: float):
+    """Start ``cmd`` detached (pid and log in ``state``) and wait until ``ready()`` answers;
+    the answer, or None after printing why it did not come (the process is then stopped)."""
+    log = open(state / f"{name}.log", "ab")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True)
-    (state / "serve.pid").write_text(str(process.pid))
-    deadline = time.monotonic() + args.timeout
+    (state / f"{name}.pid").write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        version = _status(args.rest_port, args.model_name)
-        if version:
-            print(f"started the local model server (pid {process.pid}, log {state / 'serve.log'})")
-            print(_endpoints(args, version))
-            return 0
+        answer = ready()
+        if answer:
+            print(f"started the {what} (pid {process.pid}, log {state / f'{name}.log'})")
+            return answer
         if process.poll() is not None:
             break
         time.sleep(0.5)
     if process.poll() is None:
         process.terminate()
-    (state / "serve.pid").unlink(missing_ok=True)
-    tail = (state / "serve.log").read_text(errors="replace").splitlines()[-15:]
-    print("error: the model server did not become AVAILABLE; last log lines:\n  " + "\n  ".join(tail), file=sys.stderr)
-    return 1
+    (state / f"{name}.pid").unlink(missing_ok=True)
+    tail = (state / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+    print(f"error: the {what} did not become ready; last log lines:\n  " + "\n  ".join(tail), file=sys.stderr)
+    return None
 
 
-def down(args) -> int:
+def up(args) -> int:
     state = Path(args.state_dir)
-    pid = _pid(state)
+    state.mkdir(parents=True, exist_ok=True)
+    pid = _pid(state, "serve")
+    if pid is not None:
+        print(f"the local model server is already running (pid {pid}); nothing changed")
+        version = _status(args.rest_port, args.model_name)
+        if version:
+            print(_endpoints(args, version))
+    else:
+        base = Path(args.model_repository).resolve() / args.model_name
+        if not base.is_dir() or not any(p.name.isdigit() for p in base.iterdir()):
+            print(f"error: no model versions in {base}: run `make export` first", file=sys.stderr)
+            return 2
+        cmd = [sys.executable, "-m", "dfdetect.serving", f"--port={args.grpc_port}",
+               f"--rest_api_port={args.rest_port}", f"--model_name={args.model_name}", f"--model_base_path={base}",
+               f"--monitoring_config_file={MONITORING}", f"--backend={args.backend}", *args.server_args]
+        version = _start(state, "serve", "local model server", cmd,
+                         lambda: _status(args.rest_port, args.model_name), args.timeout)
+        if not version:
+            return 1
+        print(_endpoints(args, version))
+    if not args.web_port:
+        return 0
+    pid = _pid(state, "web")
+    if pid is not None:
+        print(f"the web page is already running (pid {pid}); nothing changed")
+    else:
+        cmd = [sys.executable, "-m", "dfdetect", "web", "--host", "127.0.0.1", "--port", str(args.web_port),
+               "--server", f"127.0.0.1:{args.grpc_port}", "--model-name", args.model_name,
+               "--model-repository", str(Path(args.model_repository).resolve())]
+        if not _start(state, "web", "web page", cmd, lambda: _web_ready(args.web_port), args.timeout):
+            return 1
+    print(_web_endpoint(args))
+    return 0
+
+
+def _stop(state: Path, name: str, what: str, timeout: float) -> int:
+    pid = _pid(state, name)
     if pid is None:
-        print("the local model server is not running")
-        (state / "serve.pid").unlink(missing_ok=True)
+        print(f"the {what} is not running")
+        (state / f"{name}.pid").unlink(missing_ok=True)
         return 0
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + args.timeout
+    deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     if _alive(pid):
-        print(f"error: pid {pid} still running after {args.timeout:.0f} s", file=sys.stderr)
+        print(f"error: the {what} (pid {pid}) is still running after {timeout:.0f} s", file=sys.stderr)
         return 1
-    (state / "serve.pid").unlink(missing_ok=True)
-    print(f"stopped the local model server (pid {pid})")
+    (state / f"{name}.pid").unlink(missing_ok=True)
+    print(f"stopped the {what} (pid {pid})")
     return 0
+
+
+def down(args) -> int:
+    """The web page first (it calls the model server), then the model server (it drains)."""
+    state = Path(args.state_dir)
+    web = _stop(state, "web", "web page", args.timeout) if (state / "web.pid").exists() else 0
+    return max(web, _stop(state, "serve", "local model server", args.timeout))
 
 
 def main(argv=None) -> int:
@@ -128,6 +178,8 @@ def main(argv=None) -> int:
     p.add_argument("--grpc-port", type=int, default=GRPC_PORT)
     p.add_argument("--rest-port", type=int, default=REST_PORT)
     p.add_argument("--backend", choices=["tf", "onnx"], default="tf")
+    p.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT,
+                   help="port of the web page started beside the model server (0: no web page)")
     p.add_argument("--state-dir", default=".run", help="where the pid file and the log go")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for start or stop")
     argv = list(sys.argv[1:] if argv is None else argv)

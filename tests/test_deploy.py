@@ -1,5 +1,6 @@
 """The server as a process: SIGTERM drains requests in flight; make deploy / make undeploy."""
 
+import json
 import os
 import signal
 import socket
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -88,23 +90,30 @@ def _make(*args, **env):
 
 def test_make_deploy_and_undeploy(tiny_export, tmp_path):
     _, repository, _ = tiny_export
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port, web_port = free_port(), free_port(), free_port()
     variables = [f"MODEL_REPOSITORY={repository}", f"GRPC_PORT={grpc_port}", f"REST_PORT={rest_port}",
-                 f"DEPLOY_STATE={tmp_path / 'state'}"]
+                 f"WEB_PORT={web_port}", f"DEPLOY_STATE={tmp_path / 'state'}"]
     try:
         first = _make("deploy", *variables)
         assert first.returncode == 0, first.stderr + first.stdout
         assert "model deepfake version 1 is AVAILABLE" in first.stdout
         assert f"127.0.0.1:{grpc_port}" in first.stdout
+        assert f"web   http://127.0.0.1:{web_port}/" in first.stdout
         again = _make("deploy", *variables)  # harmless while up
-        assert again.returncode == 0 and "already running" in again.stdout
+        assert again.returncode == 0
+        assert "model server is already running" in again.stdout and "web page is already running" in again.stdout
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
         assert stub.Predict(_request(), timeout=30).model_spec.version.value == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/readyz", timeout=10) as r:
+            ready = json.loads(r.read())
+        assert ready["status"] == "ready" and ready["model_version"] == 1
     finally:
         down = _make("undeploy", f"DEPLOY_STATE={tmp_path / 'state'}")
-    assert down.returncode == 0 and "stopped the local model server" in down.stdout
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", rest_port)) != 0  # nothing listens any more
+    assert down.returncode == 0, down.stderr + down.stdout
+    assert "stopped the web page" in down.stdout and "stopped the local model server" in down.stdout
+    for port in (rest_port, web_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
     assert "not running" in _make("undeploy", f"DEPLOY_STATE={tmp_path / 'state'}").stdout
 
 

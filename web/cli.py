@@ -1,0 +1,75 @@
+"""``dfdetect web``: the web page and its JSON API, in front of the model server.
+
+    dfdetect web                                   # http://127.0.0.1:8080, model server localhost:8500
+    dfdetect web --host 0.0.0.0 --server serving:8500 --max-upload-mb 200
+
+Every flag's default comes from an environment variable ``DFDETECT_WEB_<FLAG>`` when it is set
+(``DFDETECT_WEB_SERVER=serving:8500``), which is how a container is configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+from dfdetect.web.settings import WebSettings, env_defaults, env_name
+
+log = logging.getLogger(__name__)
+
+_HELP = {
+    "host": "address to listen on (0.0.0.0 to accept connections from other machines)",
+    "port": "HTTP port of the page and the API",
+    "server": "model server's gRPC address, HOST:PORT",
+    "model_name": "served model name",
+    "model_card": "model card JSON, its version folder or the model's folder of versions (its calibrated "
+                  "threshold decides); default: the answering version's card in --model-repository",
+    "model_repository": "local model repository where the answering version's model card is looked up",
+    "threshold": "decision threshold (default: the model card's, else 0.5)",
+    "frames": "frames sampled per video, evenly spaced",
+    "max_upload_mb": "largest upload accepted, in MB (413 beyond)",
+    "max_concurrent": "analyses run at once; more uploads wait their turn",
+    "timeout": "seconds each model-server call may take, retries included",
+}
+
+
+def add_web_parser(sub) -> None:
+    p = sub.add_parser(
+        "web", help="the web page: upload an image or a video, see the verdict, the faces and the timeline",
+        description="Serve the dfdetect web page and its JSON API (POST /api/analyze; schema at /openapi.json) "
+                    "in front of the model server. Uploads are checked by content, analysed by the client "
+                    "(the same face pipeline as training) and deleted at once. Defaults come from "
+                    "DFDETECT_WEB_<FLAG> environment variables when set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    try:
+        defaults = {**dataclasses.asdict(WebSettings()), **env_defaults()}
+    except ValueError as e:
+        defaults = dataclasses.asdict(WebSettings())
+        p.set_defaults(env_error=str(e))
+    for f in dataclasses.fields(WebSettings):
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        convert = int if kind.startswith("int") else float if kind.startswith("float") else str
+        p.add_argument("--" + f.name.replace("_", "-"), type=convert, default=defaults[f.name],
+                       help=f"{_HELP[f.name]} (${env_name(f.name)})")
+    p.set_defaults(handler=run_web_command)
+
+
+def run_web_command(args) -> int:
+    import uvicorn
+
+    from dfdetect.web.app import create_app
+
+    if getattr(args, "env_error", None):
+        raise SystemExit(f"dfdetect web: {args.env_error}")
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(WebSettings)}
+    try:
+        settings = WebSettings(**values).validate()
+    except ValueError as e:
+        raise SystemExit(f"dfdetect web: {e}") from None
+    app = create_app(settings)
+    log.info("web page on http://%s:%d (model server %s, model %s)", settings.host, settings.port,
+             settings.server, settings.model_name)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=30)
+    return 0

@@ -1,0 +1,81 @@
+"""Settings of the web front: flags, with environment variables as their defaults.
+
+Every setting has a flag of ``dfdetect web`` and an environment variable (the way a container is
+configured); a flag wins over the variable, the variable over the built-in default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT
+from dfdetect.training.frames import DEFAULT_FRAMES
+
+DEFAULT_WEB_PORT = 8080
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """What the web front needs to know; see ``dfdetect web --help`` for each flag."""
+
+    host: str = "127.0.0.1"                   # address to listen on (0.0.0.0 in a container)
+    port: int = DEFAULT_WEB_PORT               # HTTP port of the page and the API
+    server: str = f"localhost:{GRPC_PORT}"    # model server's gRPC address
+    model_name: str = DEFAULT_MODEL_NAME       # served model name
+    model_card: str | None = None              # model card (file, version folder or model folder)
+    model_repository: str | None = "model_repository"  # local repository to find the answering version's card
+    threshold: float | None = None             # decision threshold overriding the model card's
+    frames: int = DEFAULT_FRAMES               # frames sampled per video
+    max_upload_mb: float = 100.0               # largest request body accepted (413 beyond)
+    max_concurrent: int = 2                    # analyses at once; more requests wait their turn
+    timeout: float = 60.0                      # seconds each model-server call may take, retries included
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    def validate(self) -> "WebSettings":
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append(f"port must be in 1..65535, got {self.port}")
+        if self.max_upload_mb <= 0:
+            problems.append(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+        if self.max_concurrent < 1:
+            problems.append(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        if self.frames < 1:
+            problems.append(f"frames must be >= 1, got {self.frames}")
+        if self.timeout <= 0:
+            problems.append(f"timeout must be > 0, got {self.timeout}")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            problems.append(f"threshold must be in [0, 1], got {self.threshold}")
+        if problems:
+            raise ValueError("web settings: " + "; ".join(problems))
+        return self
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: ``DFDETECT_WEB_<FIELD>``."""
+    return f"DFDETECT_WEB_{field_name.upper()}"
+
+
+def env_defaults(environ=None) -> dict:
+    """Settings given by environment variables, converted to the field's type."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in fields(WebSettings):
+        raw = environ.get(env_name(f.name))
+        if raw is None or raw == "":
+            continue
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        try:
+            if kind.startswith("int"):
+                values[f.name] = int(raw)
+            elif kind.startswith("float"):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        except ValueError:
+            raise ValueError(f"{env_name(f.name)}={raw!r}: expected {kind.split(' ')[0]}") from None
+    return values
