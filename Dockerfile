@@ -1,8 +1,9 @@
 # The dfdetect image: the `dfdetect` command with its stages installed, for the Kubernetes batch
-# jobs (k8s/jobs: prepare, train). Tag it with the package version (pyproject.toml); the job
-# manifests pin that tag.
+# jobs (k8s/jobs: prepare, train), the web front (`dfdetect web`, k8s/base/web) and distributed
+# locust workers (`locust -f /opt/dfdetect/loadtests --worker ...`). Tag it with the package
+# version (pyproject.toml); the manifests pin that tag.
 #
-#   docker build -t REGISTRY/dfdetect:0.1.0 .                          # CPU: data preparation
+#   docker build -t REGISTRY/dfdetect:0.1.0 .                          # CPU: data preparation, web front
 #   docker build --build-arg GPU=1 -t REGISTRY/dfdetect:0.1.0-gpu .    # + CUDA libraries: training
 #
 # Serving does not use this image: production runs the official TensorFlow Serving image
@@ -29,9 +30,11 @@ COPY client/ client/
 COPY web/ web/
 # A regular (non-editable) install: the package lands in the virtual environment, the sources
 # stay behind in this stage. Versions are the pins of pyproject.toml; with GPU=1 pip resolves
-# tensorflow[and-cuda] against the same tensorflow pin.
+# tensorflow[and-cuda] against the same tensorflow pin. The web and loadtest extras (FastAPI,
+# uvicorn; locust, gevent and their dependencies) add about 55 MB to the 2.8 GB of the others:
+# one image for every use is simpler than variants.
 RUN if [ "$GPU" = 1 ]; then cuda="tensorflow[and-cuda]"; else cuda=""; fi \
- && /opt/dfdetect/bin/pip install ".[train,export,serve,client]" $cuda \
+ && /opt/dfdetect/bin/pip install ".[train,export,serve,client,web,loadtest]" $cuda \
  && /opt/dfdetect/bin/dfdetect --version
 
 
@@ -42,6 +45,9 @@ ENV PATH=/opt/dfdetect/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 
 COPY --from=build /opt/dfdetect /opt/dfdetect
+# The locust users are not part of the package: workers load them from here
+# (`-f /opt/dfdetect/loadtests`, not `-f -`: they import the `_` helpers beside them).
+COPY loadtests/ /opt/dfdetect/loadtests/
 
 # An unprivileged user, by number as well so that Kubernetes can check runAsNonRoot.
 RUN groupadd --system --gid 10001 dfdetect \

@@ -14,6 +14,14 @@ full-resolution frame and resized to S x S, S read from the served model's metad
 of one input go to the server in as few Predict calls as the request size limit allows, as JPEG
 (the format the training crops were stored in) through ``serve_image_bytes`` by default.
 
+With ``overlap=True`` a video's crops go instead a detector batch at a time, sent by one
+background thread while the caller decodes and detects the next frames (in frame order, one
+request in flight, one model version, the same errors). It is off by default: measured with
+``make bench-client`` on a 2-core machine serving the model on the same cores, it did not pay
+(detection and the model compete for the cores, and the requests were a small share of the time).
+It can pay where requests take long and cost the client nothing but waiting: a remote, busy or
+slow-linked server. Every result carries ``timings`` (:class:`StageTimes`) to tell.
+
 Scores are combined the way evaluation combines them (``dfdetect.training.aggregate``): a frame
 is as suspicious as its most suspicious face; a video's score comes from its frame scores by the
 ``mean`` or ``confident`` strategy; the verdict is ``fake`` when that score reaches the decision
@@ -29,6 +37,9 @@ import json
 import logging
 import os
 import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -59,6 +70,11 @@ DEFAULT_STRATEGY = EvalConfig.video_strategy  # the evaluation stage's default
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one Predict request; gRPC's customary message size
 INPUT_FORMATS = ("jpeg", "pixels")
 TRANSPORTS = ("grpc", "rest")
+# Overlap of one video's stages (see _Scoring). Off: on 2 cores shared with the local server it
+# did not pay in `make bench-client` (requests were a small share of a video's time, and detection
+# and the model compete for the cores). The benchmark prints both rows, to re-decide elsewhere.
+DEFAULT_OVERLAP = False
+MAX_PENDING_CHUNKS = 2  # with overlap: chunks queued or in flight behind the caller, at most
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -70,6 +86,8 @@ class FaceResult:
     box: tuple[int, int, int, int]  # x, y, width, height in the frame's original pixels
     confidence: float  # the detector's confidence that this is a face
     fake_probability: float  # the model's score for the face crop
+    # The S x S RGB crop that was scored, when asked for (keep_crops); not part of the output.
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"box": [int(v) for v in self.box], "confidence": float(self.confidence),
@@ -97,6 +115,24 @@ class FrameResult:
         return out
 
 
+@dataclass
+class StageTimes:
+    """Where the time of one analysis went, in seconds of wall-clock time per stage.
+
+    With overlap the request stages (``encode``, ``requests``) run in a background thread beside
+    ``decode`` and ``detection``, so the stages add up to more than ``total``; ``waiting`` is the
+    time the caller spent waiting for answers when it had nothing else to do.
+    """
+
+    decode: float = 0.0  # reading frames: decoding, colour conversion, the resize rule
+    detection: float = 0.0  # MTCNN and cutting the crops
+    encode: float = 0.0  # JPEG encoding of the crops (none for uint8 pixels)
+    requests: float = 0.0  # Predict calls, from sending to the decoded answer (retries included)
+    waiting: float = 0.0  # the caller blocked on requests sent in the background
+    total: float = 0.0  # the whole call
+    predict_calls: int = 0  # Predict requests sent
+
+
 @dataclass(frozen=True)
 class MediaResult:
     """The verdict on one input, with everything it was made from."""
@@ -110,6 +146,8 @@ class MediaResult:
     model_version: int | None  # the version that answered; None when nothing was sent (no_face)
     frames: tuple[FrameResult, ...] = field(default_factory=tuple)  # every sampled frame
     strategy: str = DEFAULT_STRATEGY  # how frame scores became the video score
+    # Where the time went (not part of the output: it describes this call, not the input).
+    timings: StageTimes | None = field(default=None, compare=False, repr=False)
 
     @property
     def faces(self) -> int:
@@ -269,6 +307,9 @@ class DeepfakeClient:
     - ``input_format``: ``"jpeg"`` (``serve_image_bytes``, the smallest requests) or
       ``"pixels"`` (uint8 through ``serving_default``).
     - ``max_request_bytes``: the largest Predict request; a video's crops are split to fit.
+    - ``overlap``: send the crops of each detector batch while the next frames are decoded and
+      detected (one background thread per call), instead of all crops once the video is read.
+      More, smaller requests; it pays when requests take long (a remote or busy server).
     - ``detector``: a :class:`FaceDetector` to use instead of building one.
     """
 
@@ -279,7 +320,8 @@ class DeepfakeClient:
                  model_card: str | os.PathLike | None = None, threshold: float | None = None,
                  strategy: str | None = None, margin: float | None = None,
                  frames: int = DEFAULT_FRAMES, per_second: bool = False, input_format: str = "jpeg",
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, detector: FaceDetector | None = None):
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, overlap: bool = DEFAULT_OVERLAP,
+                 detector: FaceDetector | None = None):
         if transport not in TRANSPORTS:
             raise ClientError("INVALID_ARGUMENT", f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
@@ -302,6 +344,7 @@ class DeepfakeClient:
         self.per_second = per_second
         self.input_format = input_format
         self.max_request_bytes = max_request_bytes
+        self.overlap = bool(overlap)
         self._threshold_arg, self._strategy_arg, self._margin_arg = threshold, strategy, margin
         self._detector = detector
         self._detector_lock = threading.Lock()
@@ -405,14 +448,17 @@ class DeepfakeClient:
     # --- analysis -------------------------------------------------------------------------------
 
     def analyze(self, path: str | os.PathLike, *, frames: int | None = None,
-                per_second: bool | None = None) -> MediaResult:
+                per_second: bool | None = None, keep_crops: bool = False) -> MediaResult:
         """Analyze an image or a video file, by its extension."""
         if check_media_file(path) == "image":
-            return self.analyze_image(path)
-        return self.analyze_video(path, frames=frames, per_second=per_second)
+            return self.analyze_image(path, keep_crops=keep_crops)
+        return self.analyze_video(path, frames=frames, per_second=per_second, keep_crops=keep_crops)
 
-    def analyze_image(self, image, *, source: str | None = None) -> MediaResult:
-        """Analyze one image: a file path, encoded bytes (JPEG, PNG, ...) or an RGB uint8 array."""
+    def analyze_image(self, image, *, source: str | None = None, keep_crops: bool = False) -> MediaResult:
+        """Analyze one image: a file path, encoded bytes (JPEG, PNG, ...) or an RGB uint8 array.
+
+        ``source`` names it in the result (default: the path). With ``keep_crops`` every face
+        result carries the crop that was scored (``FaceResult.crop``), e.g. for thumbnails."""
         if isinstance(image, np.ndarray):
             source = source or "<array>"
             frame = image_frame(image, source)
@@ -424,49 +470,67 @@ class DeepfakeClient:
                 raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
         else:
             source = source or str(image)
-            check_media_file(image, "image")
+            try:
+                check_media_file(image, "image")
+            except ClientError as e:
+                raise ClientError(e.status, e.message, source) from None
             try:
                 frame = read_image_frame(image)
             except MediaError as e:
                 raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
             except OSError as e:
                 raise ClientError("INVALID_ARGUMENT", f"cannot read: {e.strerror or e}", source) from None
-        return self._analyze(source, "image", [frame])
+        return self._analyze(source, "image", [frame], keep_crops)
 
-    def analyze_video(self, path: str | os.PathLike, *, frames: int | None = None,
-                      per_second: bool | None = None) -> MediaResult:
+    def analyze_video(self, path: str | os.PathLike, *, frames: int | None = None, per_second: bool | None = None,
+                      source: str | None = None, keep_crops: bool = False) -> MediaResult:
         """Analyze a video file: ``frames`` evenly spaced frames (default: the client's), or with
-        ``per_second`` one frame per second."""
+        ``per_second`` one frame per second. ``source`` names it in the result (default: the
+        path); ``keep_crops`` as for :meth:`analyze_image`."""
         frames = self.frames if frames is None else frames
         per_second = self.per_second if per_second is None else per_second
         _check_frames(frames, per_second)
-        source = str(path)
-        check_media_file(path, "video")
-        return self._analyze(source, "video", read_video_frames(path, frames=frames, per_second=per_second))
+        source = source or str(path)
+        try:
+            check_media_file(path, "video")
+        except ClientError as e:
+            raise ClientError(e.status, e.message, source) from None
+        return self._analyze(source, "video", read_video_frames(path, frames=frames, per_second=per_second),
+                             keep_crops)
 
-    def _analyze(self, source: str, kind: str, frames: Iterable[Frame]) -> MediaResult:
+    def _analyze(self, source: str, kind: str, frames: Iterable[Frame], keep_crops: bool = False) -> MediaResult:
+        started = time.perf_counter()
         with self._state_lock:  # one consistent set of crop settings for the whole input
             margin, size, signature = self.margin, self.crop_size, self.signature
+        times = StageTimes()
         sampled: list[tuple[int, float]] = []
-        faces: list[Face] = []
+        scoring = _Scoring(self, signature, times, overlap=self.overlap and kind == "video")
         try:
-            faces = self._faces(frames, margin, size, sampled)
-        except MediaError as e:
-            raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
-        if not sampled:
-            raise ClientError("INVALID_ARGUMENT", "no frame could be decoded", source)
-
-        version = None
-        found: dict[int, list[FaceResult]] = {}
-        if faces:
             try:
-                scores, version = self._score([f.crop for f in faces], signature)
+                self._faces(frames, margin, size, sampled, scoring, times)
+            except MediaError as e:
+                raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
+            if not sampled:
+                raise ClientError("INVALID_ARGUMENT", "no frame could be decoded", source)
+            scores, version = scoring.finish()
+        except ClientError as e:
+            raise e.for_source(source) from None
+        finally:
+            scoring.close()
+        faces = scoring.faces
+        if faces and version != self.metadata.version:
+            log.info("model %s now answers with version %s (was %d): reading its metadata again",
+                     self.model_name, version, self.metadata.version)
+            try:
+                self.refresh()
             except ClientError as e:
                 raise e.for_source(source) from None
-            for face, score in zip(faces, scores):
-                found.setdefault(face.frame_index, []).append(
-                    FaceResult(box=tuple(int(v) for v in face.box), confidence=float(face.confidence),
-                               fake_probability=float(score)))
+
+        found: dict[int, list[FaceResult]] = {}
+        for face, score in zip(faces, scores):
+            found.setdefault(face.frame_index, []).append(
+                FaceResult(box=tuple(int(v) for v in face.box), confidence=float(face.confidence),
+                           fake_probability=float(score), crop=face.crop if keep_crops else None))
         with self._state_lock:  # after scoring: the settings of the version that answered
             threshold, strategy = self.threshold, self.strategy
         frame_results = tuple(FrameResult(index=i, timestamp=t, faces=tuple(found.get(i, ()))) for i, t in sampled)
@@ -476,9 +540,13 @@ class DeepfakeClient:
             verdict = FAKE if score >= threshold else REAL
         else:
             score, verdict = None, NO_FACE
+        times.total = time.perf_counter() - started
+        log.debug("%s: %d frames, %d faces; decode %.3f s, detection %.3f s, encode %.3f s, requests %.3f s "
+                  "(%d), waiting %.3f s, total %.3f s", source, len(sampled), len(faces), times.decode,
+                  times.detection, times.encode, times.requests, times.predict_calls, times.waiting, times.total)
         return MediaResult(source=source, kind=kind, verdict=verdict, fake_probability=score, threshold=threshold,
-                           model_name=self.metadata.name, model_version=version, frames=frame_results,
-                           strategy=strategy)
+                           model_name=self.metadata.name, model_version=version if faces else None,
+                           frames=frame_results, strategy=strategy, timings=times)
 
     def _get_detector(self) -> FaceDetector:
         with self._detector_lock:
@@ -486,50 +554,35 @@ class DeepfakeClient:
                 self._detector = FaceDetector()
             return self._detector
 
-    def _faces(self, frames: Iterable[Frame], margin: float, size: int, sampled: list) -> list[Face]:
-        """Detect and crop the faces of the frames, a detector batch at a time (frames are let go
-        once cropped: a long video never sits in memory whole)."""
+    def _faces(self, frames: Iterable[Frame], margin: float, size: int, sampled: list, scoring: "_Scoring",
+               times: StageTimes) -> None:
+        """Detect and crop the faces of the frames, a detector batch at a time, handing each
+        batch's faces to ``scoring`` (frames are let go once cropped: a long video never sits in
+        memory whole)."""
         detector = self._get_detector()
-        faces: list[Face] = []
         batch: list[Frame] = []
 
         def flush():
+            t0 = time.perf_counter()
             with self._detector_lock:  # MTCNN is not safe to call from two threads at once
                 found, _ = faces_in_frames(detector, batch, margin, size)
-            faces.extend(found)
+            times.detection += time.perf_counter() - t0
             batch.clear()
+            scoring.add(found)
 
-        for frame in frames:
+        frames = iter(frames)
+        while True:
+            t0 = time.perf_counter()
+            frame = next(frames, None)
+            times.decode += time.perf_counter() - t0
+            if frame is None:
+                break
             sampled.append((frame.index, frame.timestamp))
             batch.append(frame)
             if len(batch) >= detector.batch_size:
                 flush()
         if batch:
             flush()
-        return faces
-
-    def _score(self, crops: list[np.ndarray], signature: str) -> tuple[np.ndarray, int]:
-        """Scores of the crops, in as few Predict calls as the request limit allows; every call
-        after the first asks for the version that answered the first, so one input is judged
-        by one version even while a new one is being rolled out."""
-        from dfdetect.training.records import encode_jpeg
-
-        binary = signature == SIGNATURE_BYTES
-        payloads = [encode_jpeg(c) for c in crops] if binary else crops
-        sizes = [self.transport.item_bytes(len(p) if binary else p.nbytes, binary) for p in payloads]
-        scores, version = [], None
-        for start, end in pack_requests(sizes, self.max_request_bytes):
-            if binary:
-                part, answered = self.transport.predict_bytes(payloads[start:end], version)
-            else:
-                part, answered = self.transport.predict_pixels(np.stack(payloads[start:end]), version)
-            scores.append(part)
-            version = answered if version is None else version
-        if version != self.metadata.version:
-            log.info("model %s now answers with version %s (was %d): reading its metadata again",
-                     self.model_name, version, self.metadata.version)
-            self.refresh()
-        return np.concatenate(scores), version
 
     # --- lifetime -------------------------------------------------------------------------------
 
@@ -546,3 +599,99 @@ class DeepfakeClient:
     def __repr__(self) -> str:
         return (f"DeepfakeClient({self.transport.target!r}, {self.model_name!r}, transport={self.transport.kind!r}, "
                 f"version={self.metadata.version}, crop_size={self.crop_size}, threshold={self.threshold:g})")
+
+
+class _Scoring:
+    """The Predict calls of one input, scores kept in the order of the faces.
+
+    Without overlap the faces are kept until the input is read, then sent in as few requests as
+    the size limit allows. With overlap, each detector batch's faces are sent by one background
+    thread while the caller decodes and detects the next frames; at most MAX_PENDING_CHUNKS
+    chunks wait behind the caller (it blocks beyond that), and the faces of the last batch are
+    sent by the caller once the others are answered. Either way one request is in flight at a
+    time, so every request after the first asks for the version that answered the first (one
+    input is judged by one version even during a roll-out), and a failed request stops the
+    ones after it and surfaces in the caller as the ClientError it raised.
+    """
+
+    def __init__(self, client: DeepfakeClient, signature: str, times: StageTimes, overlap: bool):
+        self.client, self.signature, self.times, self.overlap = client, signature, times, overlap
+        self.faces: list[Face] = []
+        self.version: int | None = None
+        self._scores: dict[int, np.ndarray] = {}  # first face index of a chunk -> its scores
+        self._sent = 0  # faces[:_sent] are sent or queued
+        self._pending: deque[Future] = deque()
+        self._executor: ThreadPoolExecutor | None = None
+        self._failed = threading.Event()
+
+    def add(self, faces: list[Face]) -> None:
+        """The faces of one more detector batch, in frame order."""
+        self.faces.extend(faces)
+        if not self.overlap or self._sent == len(self.faces):
+            return
+        while self._pending and self._pending[0].done():  # a failure stops the input now, not at its end
+            self._wait_oldest()
+        while len(self._pending) >= MAX_PENDING_CHUNKS:
+            self._wait_oldest()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfdetect-predict")
+        start, self._sent = self._sent, len(self.faces)
+        self._pending.append(self._executor.submit(self._send, start, self._sent))
+
+    def finish(self) -> tuple[np.ndarray, int | None]:
+        """Every face's score, in order, and the version that answered (None without faces)."""
+        while self._pending:
+            self._wait_oldest()
+        if self._sent < len(self.faces):
+            start, self._sent = self._sent, len(self.faces)
+            self._send(start, self._sent)
+        if not self.faces:
+            return np.zeros(0, np.float32), None
+        scores = np.concatenate([self._scores[k] for k in sorted(self._scores)])
+        if scores.size != len(self.faces):  # a broken invariant, never a server's answer
+            raise ClientError("INTERNAL", f"{scores.size} scores for {len(self.faces)} faces")
+        return scores, self.version
+
+    def close(self) -> None:
+        """Drop queued chunks and wait for the one in flight (bounded by the call deadline)."""
+        if self._pending:  # the input failed: what is still queued must not be sent
+            self._failed.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _wait_oldest(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._pending.popleft().result()
+        finally:
+            self.times.waiting += time.perf_counter() - t0
+
+    def _send(self, start: int, end: int) -> None:
+        """Score faces[start:end] in as few requests as the size limit allows."""
+        from dfdetect.training.records import encode_jpeg
+
+        if self._failed.is_set():  # an earlier chunk failed: the caller raises its error
+            return
+        try:
+            client, times = self.client, self.times
+            crops = [f.crop for f in self.faces[start:end]]
+            binary = self.signature == SIGNATURE_BYTES
+            t0 = time.perf_counter()
+            payloads = [encode_jpeg(c) for c in crops] if binary else crops
+            times.encode += time.perf_counter() - t0
+            sizes = [client.transport.item_bytes(len(p) if binary else p.nbytes, binary) for p in payloads]
+            for a, b in pack_requests(sizes, client.max_request_bytes):
+                t0 = time.perf_counter()
+                if binary:
+                    part, answered = client.transport.predict_bytes(payloads[a:b], self.version)
+                else:
+                    part, answered = client.transport.predict_pixels(np.stack(payloads[a:b]), self.version)
+                times.requests += time.perf_counter() - t0
+                times.predict_calls += 1
+                self._scores[start + a] = part
+                if self.version is None:
+                    self.version = answered
+        except BaseException:
+            self._failed.set()
+            raise

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# `make deploy TARGET=k8s [OVERLAY=gpu]`: apply a serving overlay to the cluster of kubectl's
-# current context, then wait until the new pods serve.
+# `make deploy TARGET=k8s [OVERLAY=gpu]`: apply a serving overlay (TensorFlow Serving and the web
+# front) to the cluster of kubectl's current context, then wait until the new pods serve.
 #
 #   bash k8s/deploy.sh [OVERLAY]          OVERLAY: a folder of k8s/overlays/ (default gpu)
 #
-# Environment: ROLLOUT_TIMEOUT (default 20m: image pull, model load and warm-up on new nodes).
+# Environment: ROLLOUT_TIMEOUT (default 20m: image pull, model load and warm-up on new nodes; each
+# rollout gets this long).
 # Exit status: 0 rolled out; 1 apply or rollout failed; 2 bad overlay, or no cluster to talk to.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 overlay=${1:-gpu}
 timeout=${ROLLOUT_TIMEOUT:-20m}
-# What the overlays deploy (k8s/base): the rollout to wait for.
+# What the overlays deploy (k8s/base): the rollouts to wait for, in this order (the web pods are
+# ready only once the model server answers them).
 namespace=dfdetect
-deployment=deepfake-serving
+deployments=(deepfake-serving deepfake-web)
 
 say() { printf 'deploy (k8s): %s\n' "$*" >&2; }
 refuse() { say "$*"; exit 2; }
@@ -51,9 +53,11 @@ if ! kubectl apply --server-side --field-manager=dfdetect-deploy -f "$rendered";
   exit 1
 fi
 
-say "waiting up to $timeout for deployment/$deployment in namespace $namespace"
-if ! kubectl --namespace "$namespace" rollout status "deployment/$deployment" --timeout="$timeout"; then
-  say "the rollout did not finish within $timeout. Look at: kubectl -n $namespace get pods -l app.kubernetes.io/name=$deployment; kubectl -n $namespace describe pods -l app.kubernetes.io/name=$deployment; kubectl -n $namespace logs -l app.kubernetes.io/name=$deployment -c model-config"
-  exit 1
-fi
-say "deployed: gRPC $deployment.$namespace:8500, REST $deployment.$namespace:8501"
+for deployment in "${deployments[@]}"; do
+  say "waiting up to $timeout for deployment/$deployment in namespace $namespace"
+  if ! kubectl --namespace "$namespace" rollout status "deployment/$deployment" --timeout="$timeout"; then
+    say "the rollout of $deployment did not finish within $timeout. Look at: kubectl -n $namespace get pods -l app.kubernetes.io/name=$deployment; kubectl -n $namespace describe pods -l app.kubernetes.io/name=$deployment; kubectl -n $namespace logs -l app.kubernetes.io/name=$deployment --all-containers"
+    exit 1
+  fi
+done
+say "deployed: gRPC deepfake-serving.$namespace:8500, REST deepfake-serving.$namespace:8501, web page deepfake-web.$namespace:8080 (through your ingress controller, or: kubectl -n $namespace port-forward svc/deepfake-web 8080)"

@@ -99,13 +99,18 @@ def reference_scores(path, model, detector, jpeg: bool, frames=VIDEO_FRAMES):
 # --- servicers that misbehave -----------------------------------------------------------------------
 
 class ProxyServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Forwards to the real server, after failing the first calls or taking its time."""
+    """Forwards to the real server, after failing the first calls (or the calls numbered in
+    ``fail_calls``, from 1) or taking its time (on every Predict, or on those in ``delay_calls``).
+    With ``mark``, the real answer's scores are replaced by (call number * 10 + position) / 1000,
+    so that a test can tell which score came from which request."""
 
     def __init__(self, upstream_port: int, fail_predict: int = 0, fail_metadata: int = 0,
-                 code=grpc.StatusCode.UNAVAILABLE, delay: float = 0.0):
+                 code=grpc.StatusCode.UNAVAILABLE, delay: float = 0.0, fail_calls=(), delay_calls=None,
+                 mark: bool = False):
         self.upstream = prediction_service_pb2_grpc.PredictionServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{upstream_port}"))
         self.fail_predict, self.fail_metadata, self.code, self.delay = fail_predict, fail_metadata, code, delay
+        self.fail_calls, self.delay_calls, self.mark = set(fail_calls), delay_calls, mark
         self.predict_calls = self.metadata_calls = 0
         self.requests = []
         self.release = threading.Event()
@@ -116,11 +121,18 @@ class ProxyServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             self.predict_calls += 1
             n = self.predict_calls
             self.requests.append(request)
-        if n <= self.fail_predict:
+        if n <= self.fail_predict or n in self.fail_calls:
             context.abort(self.code, "the server is busy, try again")
-        if self.delay:
+        if self.delay and (self.delay_calls is None or n in self.delay_calls):
             self.release.wait(self.delay)
-        return self.upstream.Predict(request, timeout=30)
+        response = self.upstream.Predict(request, timeout=30)
+        if self.mark:
+            import tensorflow as tf
+
+            count = tf.make_ndarray(response.outputs["fake_probability"]).size
+            response.outputs["fake_probability"].CopyFrom(
+                tf.make_tensor_proto(np.array([(n * 10 + i) / 1000 for i in range(count)], np.float32)))
+        return response
 
     def GetModelMetadata(self, request, context):
         with self.lock:
@@ -463,6 +475,91 @@ def test_backoff_grows_exponentially_with_jitter_up_to_a_cap():
     for retry, ceiling in enumerate([0.1, 0.2, 0.4, 0.8, 1.0, 1.0]):
         delays = [policy.delay(retry, rng) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(set(delays)) > 1
+
+
+# --- overlap: requests in flight while the next frames are decoded and detected -------------------
+
+@pytest.fixture(scope="module")
+def small_batch_detector():
+    """Two frames per detector batch: a 6-frame video makes three chunks of crops."""
+    from dfdetect.training.faces import FaceDetector
+
+    return FaceDetector(batch_size=2)
+
+
+def sent_images(requests) -> list[bytes]:
+    """The JPEG crops of Predict requests, in the order they were sent."""
+    import tensorflow as tf
+
+    return [bytes(b) for r in requests for b in tf.make_ndarray(r.inputs["image_bytes"])]
+
+
+def faces_of(result) -> list[tuple]:
+    return [(fr.index, fr.timestamp, f.box, f.confidence) for fr in result.frames for f in fr.faces]
+
+
+def test_overlap_keeps_frame_order_and_one_version(server, model, media, small_batch_detector):
+    version_dir, _, _ = model
+    clients = {overlap: DeepfakeClient(f"127.0.0.1:{server.grpc_port}", model_card=version_dir, overlap=overlap,
+                                       detector=small_batch_detector) for overlap in (False, True)}
+    try:
+        expected, overlapped = (clients[o].analyze(media / "face.mp4") for o in (False, True))
+    finally:
+        for c in clients.values():
+            c.close()
+    assert (expected.timings.predict_calls, overlapped.timings.predict_calls) == (1, 3)  # one per detector batch
+    assert faces_of(overlapped) == faces_of(expected) and len(faces_of(expected)) == VIDEO_FRAMES
+    np.testing.assert_allclose([f.fake_probability for f in overlapped.frames],
+                               [f.fake_probability for f in expected.frames], atol=1e-5)
+    assert (overlapped.verdict, overlapped.model_version) == (expected.verdict, 1)
+
+    # The first request is held back while the next frames are decoded, detected and queued;
+    # each answer is marked, so every score can be traced to its request.
+    proxy = ProxyServicer(server.grpc_port, delay=0.5, delay_calls={1}, mark=True)
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=small_batch_detector,
+                                                      overlap=True) as c:
+        result = c.analyze(media / "face.mp4")
+    assert proxy.predict_calls == 3 and result.timings.waiting > 0
+    # The crops went in frame order, the first request chose the version, the others asked for it.
+    plain = ProxyServicer(server.grpc_port)
+    with grpc_servicer(plain) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=small_batch_detector,
+                                                      overlap=False) as c:
+        c.analyze(media / "face.mp4")
+    assert sent_images(proxy.requests) == sent_images(plain.requests)
+    assert [r.model_spec.version.value if r.model_spec.HasField("version") else None
+            for r in proxy.requests] == [None, 1, 1]
+    # Every score landed on the face it was computed for: request k scored frames 2k-2 and 2k-1.
+    assert faces_of(result) == faces_of(expected)
+    assert [f.fake_probability for fr in result.frames for f in fr.faces] == \
+        pytest.approx([0.010, 0.011, 0.020, 0.021, 0.030, 0.031])
+
+
+def test_overlap_reports_a_failed_request_and_stops_sending(server, media, small_batch_detector):
+    proxy = ProxyServicer(server.grpc_port, fail_calls={2}, code=grpc.StatusCode.INVALID_ARGUMENT)
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=small_batch_detector,
+                                                      overlap=True) as c:
+        with pytest.raises(ClientError) as info:
+            c.analyze(media / "face.mp4")
+        assert (info.value.status, info.value.source) == ("INVALID_ARGUMENT", str(media / "face.mp4"))
+        assert "the server is busy" in info.value.message
+        assert proxy.predict_calls == 2  # the chunk after the failed one was never sent
+        assert c.analyze(media / "face.mp4").model_version == 1  # the client is still usable
+        assert proxy.predict_calls == 5
+
+
+def test_overlap_retries_in_the_background_and_serves_several_threads(server, media, small_batch_detector):
+    proxy = ProxyServicer(server.grpc_port, fail_calls={2})  # UNAVAILABLE once: retried
+    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=small_batch_detector,
+                                                      overlap=True, backoff=0.01) as c:
+        first = c.analyze(media / "face.mp4")
+        assert proxy.predict_calls == 4 and first.timings.predict_calls == 3
+        with futures.ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(c.analyze, [media / "face.mp4", media / "face.jpg", media / "face.mp4"]))
+    for result in (results[0], results[2]):
+        assert faces_of(result) == faces_of(first)
+        assert [f.fake_probability for f in result.frames] == pytest.approx([f.fake_probability for f in first.frames],
+                                                                            abs=1e-5)
+    assert results[1].kind == "image" and results[1].timings.predict_calls == 1
 
 
 # --- REST and TLS -----------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ checked on the rendered objects against the serving configs and the model contra
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,8 +18,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dfdetect.contract import GRPC_PORT, REST_PORT
+from dfdetect.contract import GRPC_PORT, MODEL_CARD_FILE, REST_PORT
 from dfdetect.serving.config import (read_batching_parameters, read_model_server_config, read_monitoring_config,
                                      set_version_labels)
 
@@ -27,6 +30,8 @@ SERVING = ROOT / "serving"
 SERVING_FILES = ("models.config", "batching.config", "monitoring.config")
 OVERLAYS = ("k8s/overlays/gpu", "k8s/overlays/cpu")
 GPU = "nvidia.com/gpu"
+SERVING_NAME = "deepfake-serving"
+WEB_NAME = "deepfake-web"
 
 
 def _load_validate():
@@ -79,7 +84,7 @@ def workloads(objects):
 
 
 def serving(objects):
-    deployment = find(objects, "Deployment")
+    deployment = find(objects, "Deployment", SERVING_NAME)
     return deployment, pod_spec(deployment), container(pod_spec(deployment), "tensorflow-serving")
 
 
@@ -126,6 +131,14 @@ def pyproject():
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+def quantity(value) -> float:
+    """A Kubernetes quantity ("2", "500m", "3Gi", "100M") as a number."""
+    units = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
+             "Ti": 2**40}
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value)).groups()
+    return float(number) * units[unit]
+
+
 def pinned(requirement_name):
     for dep in pyproject()["project"]["dependencies"]:
         name, _, version = dep.partition("==")
@@ -158,7 +171,7 @@ def test_every_namespaced_object_lands_in_the_product_namespace(rendered):
 
 
 def test_validation_is_strict_and_misses_nothing(rendered):
-    deployment = find(rendered["k8s/overlays/gpu"], "Deployment")
+    deployment = find(rendered["k8s/overlays/gpu"], "Deployment", SERVING_NAME)
     assert kv.validate_object(deployment) == []
 
     unknown_field = copy.deepcopy(deployment)
@@ -303,9 +316,9 @@ def test_a_changed_serving_file_changes_the_generated_configmap(tmp_path):
     batching = tmp_path / "serving" / "batching.config"
     batching.write_text(batching.read_text().replace("batch_timeout_micros { value: 2000 }",
                                                      "batch_timeout_micros { value: 1000 }"))
-    before = find(kv.render(K8S / "overlays/gpu"), "Deployment")
+    before = find(kv.render(K8S / "overlays/gpu"), "Deployment", SERVING_NAME)
     after_objects = kv.render(tmp_path / "k8s/overlays/gpu")
-    after = find(after_objects, "Deployment")
+    after = find(after_objects, "Deployment", SERVING_NAME)
     old, new = (volume(pod_spec(d), "serving-config")["configMap"]["name"] for d in (before, after))
     assert old != new
     assert "value: 1000" in find(after_objects, "ConfigMap", new)["data"]["batching.config"]
@@ -388,13 +401,13 @@ def test_autoscaler_budget_and_spread_select_the_deployment(rendered, overlay):
     labels = spec_labels(deployment)
     assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
 
-    hpa = find(objects, "HorizontalPodAutoscaler")
+    hpa = find(objects, "HorizontalPodAutoscaler", SERVING_NAME)
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                              "name": deployment["metadata"]["name"]}
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
 
-    pdb = find(objects, "PodDisruptionBudget")
+    pdb = find(objects, "PodDisruptionBudget", SERVING_NAME)
     assert pdb["apiVersion"] == "policy/v1"
     assert labels_match(pdb["spec"]["selector"], labels)
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
@@ -421,7 +434,7 @@ def test_termination_matches_the_server_drain(rendered, overlay):
 def test_network_policy_admits_labelled_backends_and_monitoring_only(rendered, overlay):
     objects = rendered[overlay]
     deployment, _, _ = serving(objects)
-    policy = find(objects, "NetworkPolicy")
+    policy = find(objects, "NetworkPolicy", SERVING_NAME)
     assert labels_match(policy["spec"]["podSelector"], spec_labels(deployment))
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     rules = policy["spec"]["ingress"]
@@ -447,6 +460,217 @@ def test_prometheus_scrapes_the_monitoring_path(rendered, overlay):
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/path"] == monitoring.prometheus_config.path
     assert int(annotations["prometheus.io/port"]) == REST_PORT == port_number(server, "http")
+
+
+# --- the web front -------------------------------------------------------------------------------
+
+def web(objects):
+    deployment = find(objects, "Deployment", WEB_NAME)
+    return deployment, pod_spec(deployment), container(pod_spec(deployment), "web")
+
+
+def _pod_environment(objects, c) -> dict:
+    """The container's environment as the pod gets it: values, and ConfigMap keys looked up."""
+    assert "envFrom" not in c
+    values = {}
+    for e in c.get("env", []):
+        if "value" in e:
+            values[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["configMapKeyRef"]
+            values[e["name"]] = find(objects, "ConfigMap", ref["name"])["data"][ref["key"]]
+    return values
+
+
+def web_settings(objects, monkeypatch):
+    """The settings the web container starts with: its args parsed by `dfdetect`'s own parser (the image's
+    entry point), with its DFDETECT_WEB_* variables as the flags' defaults."""
+    from dfdetect.cli import build_parser
+    from dfdetect.web.settings import WebSettings
+
+    _, _, c = web(objects)
+    assert "command" not in c, "the image's entry point, dfdetect, runs"
+    for name in [n for n in os.environ if n.startswith("DFDETECT_WEB_")]:
+        monkeypatch.delenv(name)
+    for name, value in _pod_environment(objects, c).items():
+        if name.startswith("DFDETECT_WEB_"):
+            monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(c["args"])
+    assert args.handler.__name__ == "run_web_command" and not getattr(args, "env_error", None)
+    return WebSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WebSettings)}).validate()
+
+
+def test_web_front_runs_the_project_image_on_cpu_in_every_overlay(rendered):
+    version = pyproject()["project"]["version"]
+    for overlay in OVERLAYS:
+        _, spec, c = web(rendered[overlay])
+        # The CPU build: face detection runs on the web pod's CPUs, also where serving has GPUs.
+        assert {x["image"] for x in containers(spec)} == {f"dfdetect:{version}"}, overlay
+        assert GPU not in c["resources"]["requests"] and GPU not in c["resources"]["limits"]
+        assert "nodeSelector" not in spec and "tolerations" not in spec, overlay
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_front_listens_on_the_web_port_and_calls_the_serving_service_over_grpc(rendered, overlay, monkeypatch):
+    from dfdetect.web.settings import DEFAULT_WEB_PORT
+
+    objects = rendered[overlay]
+    deployment, spec, c = web(objects)
+    settings = web_settings(objects, monkeypatch)
+    assert settings.host == "0.0.0.0", "reachable from outside the pod"
+    assert settings.port == DEFAULT_WEB_PORT
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": settings.port}
+
+    # The model server: the serving Service (in the web pod's namespace), on its gRPC port.
+    host, port = settings.server.rsplit(":", 1)
+    service = find(objects, "Service", host)
+    assert service["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    serving_deployment, _, server = serving(objects)
+    assert service["spec"]["selector"].items() <= spec_labels(serving_deployment).items()
+    (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
+    assert service_port["name"] == "grpc" and port_number(server, service_port["targetPort"]) == GRPC_PORT
+    assert settings.model_name in model_names()
+
+    web_service = find(objects, "Service", WEB_NAME)
+    assert web_service["spec"]["selector"].items() <= spec_labels(deployment).items()
+    assert not web_service["spec"]["selector"].items() <= spec_labels(serving_deployment).items()
+    (http,) = web_service["spec"]["ports"]
+    assert http["port"] == DEFAULT_WEB_PORT and port_number(c, http["targetPort"]) == settings.port
+    # Kubernetes' service-link variables must not mix with the DFDETECT_WEB_* settings.
+    assert spec["enableServiceLinks"] is False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_probes_use_the_apps_health_and_readiness_paths(rendered, overlay, monkeypatch):
+    from dfdetect.web.app import create_app
+
+    objects = rendered[overlay]
+    _, _, c = web(objects)
+    settings = web_settings(objects, monkeypatch)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert port_number(c, c[probe]["httpGet"]["port"]) == settings.port, probe
+    # Ready = the model server answers with the model's metadata; alive = the process answers (an
+    # unreachable model server must make the pods unready, not restart them).
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    routes = {route.path for route in create_app(settings).routes}
+    assert {"/readyz", "/healthz"} <= routes
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+
+
+def test_web_termination_covers_uvicorn_graceful_shutdown(rendered):
+    graceful = re.findall(r"timeout_graceful_shutdown=(\d+)", (ROOT / "web" / "cli.py").read_text())
+    assert len(graceful) == 1, "dfdetect web's graceful shutdown timeout (web/cli.py)"
+    for overlay in OVERLAYS:
+        _, spec, c = web(rendered[overlay])
+        drain = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert drain > 0, "keep answering while the endpoint removal spreads"
+        assert spec["terminationGracePeriodSeconds"] > drain + int(graceful[0])
+        # uvicorn handles SIGTERM itself: PID 1 of its container is fine.
+        assert not spec.get("shareProcessNamespace")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_resources_and_upload_scratch_fit_the_settings(rendered, overlay, monkeypatch):
+    objects = rendered[overlay]
+    _, spec, c = web(objects)
+    settings = web_settings(objects, monkeypatch)
+    requests, limits = c["resources"]["requests"], c["resources"]["limits"]
+    for kind in ("cpu", "memory"):
+        assert quantity(requests[kind]) <= quantity(limits[kind]), kind
+    # One analysis at a time per CPU; TensorFlow, the face detector and two videos' frames in memory.
+    assert 1 <= settings.max_concurrent <= quantity(limits["cpu"])
+    assert quantity(requests["memory"]) >= 2 * 2**30
+
+    # Uploads go through Python's tempfile into the scratch volume (the root filesystem is read-only):
+    # each in flight twice (the multipart spool file and the analysed copy), at least one per analysis slot.
+    tmpdir = _pod_environment(objects, c).get("TMPDIR", "/tmp")
+    (scratch,) = [m for m in c["volumeMounts"] if m["mountPath"] == tmpdir]
+    empty_dir = volume(spec, scratch["name"])["emptyDir"]
+    assert empty_dir.get("medium") != "Memory", "uploads would count against the memory limit"
+    assert quantity(empty_dir["sizeLimit"]) >= 2 * settings.max_upload_bytes * settings.max_concurrent
+
+
+def test_web_threshold_comes_from_the_model_card_or_a_configmap(rendered, monkeypatch, tmp_path):
+    from dfdetect.client.client import find_model_card
+
+    # gpu: the repository is on gs://, which the web front cannot read: the threshold is a ConfigMap value.
+    objects = rendered["k8s/overlays/gpu"]
+    assert _model_repository(objects).startswith("gs://")
+    _, spec, c = web(objects)
+    settings = web_settings(objects, monkeypatch)
+    assert settings.model_card is None and settings.threshold is not None and 0 <= settings.threshold <= 1
+    (ref,) = [e["valueFrom"]["configMapKeyRef"] for e in c["env"] if e["name"] == "DFDETECT_WEB_THRESHOLD"]
+    assert re.fullmatch(r"deepfake-web-threshold-[a-z0-9]{10}", ref["name"]), "a new value rolls the web pods"
+    assert not any("persistentVolumeClaim" in v for v in spec["volumes"])
+
+    # cpu: the web pods mount the serving pods' model volume and read the answering version's card.
+    objects = rendered["k8s/overlays/cpu"]
+    _, serving_spec, server = serving(objects)
+    (served,) = [m for m in server["volumeMounts"] if m["mountPath"] == _model_repository(objects)]
+    claim = volume(serving_spec, served["name"])["persistentVolumeClaim"]["claimName"]
+    _, spec, c = web(objects)
+    settings = web_settings(objects, monkeypatch)
+    assert settings.threshold is None, "a fixed threshold would override the card"
+    (mount,) = [m for m in c["volumeMounts"]
+                if volume(spec, m["name"]).get("persistentVolumeClaim", {}).get("claimName") == claim]
+    assert mount.get("readOnly") is True
+    assert settings.model_card == f"{mount['mountPath']}/{settings.model_name}"
+    # The model's folder of versions (not one version's): the card follows the version that answers.
+    repository = tmp_path / "repository"
+    for version, threshold in ((3, 0.4), (4, 0.7)):
+        card = repository / settings.model_name / str(version) / MODEL_CARD_FILE
+        card.parent.mkdir(parents=True)
+        card.write_text(json.dumps({"threshold": threshold}))
+    folder = repository / Path(settings.model_card).relative_to(mount["mountPath"])
+    for version in (3, 4):
+        assert find_model_card(folder, version) == repository / settings.model_name / str(version) / MODEL_CARD_FILE
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_let_the_web_front_in_to_serving_and_users_in_to_it(rendered, overlay, monkeypatch):
+    objects = rendered[overlay]
+    web_deployment, _, _ = web(objects)
+    serving_deployment, _, _ = serving(objects)
+    web_labels, serving_labels = spec_labels(web_deployment), spec_labels(serving_deployment)
+    settings = web_settings(objects, monkeypatch)
+    grpc_port = int(settings.server.rsplit(":", 1)[1])
+
+    # The serving policy admits the web pods to the port they call.
+    serving_policy = find(objects, "NetworkPolicy", SERVING_NAME)
+    assert any(labels_match(peer["podSelector"], web_labels) and "namespaceSelector" not in peer
+               and grpc_port in {p["port"] for p in rule["ports"]}
+               for rule in serving_policy["spec"]["ingress"] for peer in rule["from"] if "podSelector" in peer)
+
+    # The web policy selects the web pods only, and admits the ingress controller's namespace to the web port.
+    policy = find(objects, "NetworkPolicy", WEB_NAME)
+    assert labels_match(policy["spec"]["podSelector"], web_labels)
+    assert not labels_match(policy["spec"]["podSelector"], serving_labels)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert [(p["port"], p["protocol"]) for p in rule["ports"]] == [(settings.port, "TCP")]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    # Egress is not restricted by any policy of the product: the web pods reach DNS and serving.
+    assert all("Egress" not in o["spec"]["policyTypes"] for o in objects if o["kind"] == "NetworkPolicy")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_autoscaler_and_budget_select_the_web_deployment(rendered, overlay):
+    objects = rendered[overlay]
+    deployment, spec, _ = web(objects)
+    labels = spec_labels(deployment)
+    assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    hpa = find(objects, "HorizontalPodAutoscaler", WEB_NAME)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": WEB_NAME}
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    pdb = find(objects, "PodDisruptionBudget", WEB_NAME)
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"] and labels_match(pdb["spec"]["selector"], labels)
+    assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
+    by_node = [t for t in spec["topologySpreadConstraints"] if t["topologyKey"] == "kubernetes.io/hostname"]
+    assert len(by_node) == 1 and labels_match(by_node[0]["labelSelector"], labels)
 
 
 # --- security, every pod -------------------------------------------------------------------------
@@ -475,7 +699,11 @@ def test_every_pod_runs_restricted(rendered):
                 assert any(m["mountPath"] == "/tmp" and m["name"] in scratch for m in c["volumeMounts"]), \
                     f"{what} {c['name']}: no emptyDir scratch at /tmp"
     for overlay in OVERLAYS:
-        assert find(rendered[overlay], "ServiceAccount")["automountServiceAccountToken"] is False
+        accounts = [o for o in rendered[overlay] if o["kind"] == "ServiceAccount"]
+        assert {a["metadata"]["name"] for a in accounts} == {SERVING_NAME, WEB_NAME}
+        for w in workloads(rendered[overlay]):
+            assert pod_spec(w)["serviceAccountName"] in {a["metadata"]["name"] for a in accounts}
+        assert all(a["automountServiceAccountToken"] is False for a in accounts)
         namespace = find(rendered[overlay], "Namespace")
         assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -607,12 +835,17 @@ def test_dockerfile_is_pinned_non_root_and_installs_the_package(rendered):
     user = [arg for op, arg in steps if op == "USER"][-1]
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) > 0, "the last USER must be a numeric, non-root user"
-    for where, objects in rendered.items():
-        if where.startswith("k8s/jobs/"):
-            for w in workloads(objects):
-                assert pod_spec(w)["securityContext"]["runAsUser"] == int(uid)
+    project_pods = [(where, w) for where, objects in rendered.items() for w in workloads(objects)
+                    if any(c["image"].startswith("dfdetect:") for c in containers(pod_spec(w)))]
+    assert {w["metadata"]["name"] for _, w in project_pods} >= {"dfdetect-prepare", "dfdetect-train", WEB_NAME}
+    for where, w in project_pods:
+        assert pod_spec(w)["securityContext"]["runAsUser"] == int(uid), f"{where} {kv.object_name(w)}"
     runs = " ".join(arg for op, arg in steps if op == "RUN")
-    assert re.search(r"pip install \"\.\[train,export,serve,client\]\"", runs)
+    (extras,) = re.findall(r"pip install \"\.\[([a-z,-]+)\]\"", runs)
+    # Every stage's extra: the jobs (train, export), the web front (web) and locust workers (loadtest).
+    stage_extras = set(pyproject()["project"]["optional-dependencies"]) - {"test", "all", "dev"}
+    assert {"web", "loadtest"} <= stage_extras
+    assert set(extras.split(",")) == stage_extras
     assert [json.loads(arg) for op, arg in steps if op == "ENTRYPOINT"] == [["dfdetect"]]
 
 
@@ -627,10 +860,16 @@ def test_docker_build_context_holds_what_the_package_needs(tmp_path):
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     assert set(sources) == allowed
     package_dirs = set(pyproject()["tool"]["setuptools"]["package-dir"].values())
-    assert set(sources) == {"pyproject.toml", "README.md"} | package_dirs, \
-        "the image must copy every folder pyproject.toml maps onto the dfdetect package"
+    assert set(sources) == {"pyproject.toml", "README.md", "loadtests"} | package_dirs, \
+        "the image must copy every folder pyproject.toml maps onto the dfdetect package, and the locust users"
+    # The locust users land in the final image beside the installed package, whole (the locustfiles
+    # import the `_` helpers next to them).
+    final = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM"):]
+    (loadtests,) = [arg.split() for op, arg in final if op == "COPY" and arg.split()[0].rstrip("/") == "loadtests"]
+    assert loadtests[1].rstrip("/") == "/opt/dfdetect/loadtests"
+    assert {"grpc_user.py", "rest_user.py", "_common.py", "_summary.py"} <= {f.name for f in (ROOT / "loadtests").iterdir()}
     context = tmp_path / "context"
-    for src in sources:
+    for src in sorted(set(sources) - {"loadtests"}):
         if (ROOT / src).is_dir():
             shutil.copytree(ROOT / src, context / src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
@@ -647,8 +886,8 @@ def test_docker_build_context_holds_what_the_package_needs(tmp_path):
 
 # --- make deploy TARGET=k8s ----------------------------------------------------------------------
 
-def _deploy(*args, kubeconfig):
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(kubeconfig.parent), "KUBECONFIG": str(kubeconfig)}
+def _deploy(*args, kubeconfig, path="/usr/local/bin:/usr/bin:/bin", **env):
+    env = {"PATH": path, "HOME": str(kubeconfig.parent), "KUBECONFIG": str(kubeconfig), **env}
     return subprocess.run(["bash", str(K8S / "deploy.sh"), *args], capture_output=True, text=True, env=env,
                           timeout=60)
 
@@ -678,12 +917,50 @@ def test_deploy_fails_clearly_without_a_cluster(tmp_path):
     assert result.returncode == 2 and "cannot reach the cluster of kubectl context 'nowhere'" in result.stderr
 
 
-def test_deploy_waits_for_the_deployment_the_overlays_render(rendered):
-    script = (K8S / "deploy.sh").read_text()
-    namespace = re.search(r"^namespace=(\S+)$", script, re.M).group(1)
-    deployment = re.search(r"^deployment=(\S+)$", script, re.M).group(1)
-    for overlay in OVERLAYS:
-        rendered_deployment = find(rendered[overlay], "Deployment")
-        assert (rendered_deployment["metadata"]["namespace"], rendered_deployment["metadata"]["name"]) == \
-            (namespace, deployment)
-    assert "--load-restrictor LoadRestrictionsNone" in script and "rollout status" in script
+# A kubectl for a cluster that answers: the calls are logged, `kustomize` is the real kubectl's, `apply`
+# keeps what it was given, `rollout status` succeeds except for the deployment in FAIL_ROLLOUT.
+FAKE_KUBECTL = r"""#!/bin/bash
+printf '%s\n' "$*" >> "$KUBECTL_LOG"
+case "$*" in
+  "config current-context") echo test-cluster ;;
+  *"get --raw /version") echo '{"gitVersion": "v1.32.0"}' ;;
+  kustomize\ *) exec "$REAL_KUBECTL" "$@" ;;
+  apply\ *) cp "${@: -1}" "$KUBECTL_APPLIED" ;;
+  *"rollout status deployment/$FAIL_ROLLOUT "*) echo "error: timed out waiting for the condition" >&2; exit 1 ;;
+  *"rollout status deployment/"*) echo "successfully rolled out" ;;
+  *) echo "kubectl (test): unexpected call: $*" >&2; exit 3 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deploy_applies_the_overlay_and_waits_for_serving_then_the_web_front(rendered, overlay, tmp_path):
+    _require_kubectl()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    log, applied = tmp_path / "kubectl.log", tmp_path / "applied.yaml"
+    env = dict(kubeconfig=tmp_path / "kubeconfig", path=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+               REAL_KUBECTL=shutil.which("kubectl"), KUBECTL_LOG=str(log), KUBECTL_APPLIED=str(applied))
+    name = Path(overlay).name
+
+    result = _deploy(name, **env, FAIL_ROLLOUT="")
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert any(c.startswith("kustomize --load-restrictor LoadRestrictionsNone ") for c in calls), calls
+    assert [o for o in yaml.safe_load_all(applied.read_text()) if o] == rendered[overlay]
+    rollouts = [re.fullmatch(r"--namespace (\S+) rollout status deployment/(\S+) --timeout=\S+", c).groups()
+                for c in calls if "rollout status" in c]
+    # Every Deployment the overlay renders, serving first: the web pods are ready only once it answers.
+    deployments = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in rendered[overlay]
+                   if o["kind"] == "Deployment"}
+    assert set(rollouts) == deployments and len(rollouts) == len(deployments)
+    assert [name for _, name in rollouts] == [SERVING_NAME, WEB_NAME]
+    assert f"{WEB_NAME}.dfdetect:8080" in result.stderr
+
+    log.unlink()
+    result = _deploy(name, **env, FAIL_ROLLOUT=WEB_NAME)
+    assert result.returncode == 1
+    assert f"the rollout of {WEB_NAME} did not finish" in result.stderr
+    assert f"logs -l app.kubernetes.io/name={WEB_NAME}" in result.stderr

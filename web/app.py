@@ -40,7 +40,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dfdetect import __version__
 from dfdetect.client.errors import ClientError
-from dfdetect.errors import MediaError
 from dfdetect.web.media import HEAD_BYTES, sniff
 from dfdetect.web.settings import MB, WebSettings
 
@@ -103,6 +102,67 @@ def error_response(http_status: int, status: str, message: str) -> JSONResponse:
 def client_error_response(error: ClientError) -> JSONResponse:
     http_status = HTTP_STATUS.get(error.status, UPSTREAM_STATUS)
     return error_response(http_status, error.status, error.message)
+
+
+# --- the upload limit ---------------------------------------------------------------------------
+
+class UploadTooLarge(StarletteHTTPException):
+    def __init__(self):
+        super().__init__(status_code=413, detail="upload too large")
+
+
+class UploadLimit:
+    """Refuses request bodies above ``limit`` bytes with 413: at once when the Content-Length
+    says so, else as soon as the streamed body passes it (nothing beyond the limit is read).
+    Uploads to ``paths`` beyond ``max_in_flight`` at once (arriving, waiting or being analysed)
+    are refused with 503, so the disk an upload occupies while it waits stays bounded.
+
+    (The framework's own body limit answers a plain-text 413 that this API's error shape cannot
+    replace, hence this small ASGI middleware.)"""
+
+    def __init__(self, app, limit: int, max_in_flight: int, paths: tuple[str, ...]):
+        self.app, self.limit, self.max_in_flight, self.paths = app, limit, max_in_flight, paths
+        self.in_flight = 0  # touched only on the event loop's thread
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            response = error_response(413, "RESOURCE_EXHAUSTED", too_large_message(self.limit))
+            response.headers["connection"] = "close"  # the body is not read: the connection cannot be reused
+            return await response(scope, receive, send)
+        if scope["path"] not in self.paths:
+            return await self._limited(scope, receive, send)
+        if self.in_flight >= self.max_in_flight:
+            response = error_response(503, "RESOURCE_EXHAUSTED", f"busy: {self.in_flight} uploads are being "
+                                                                 "analysed or waiting; try again shortly")
+            response.headers["retry-after"] = "5"
+            response.headers["connection"] = "close"
+            return await response(scope, receive, send)
+        self.in_flight += 1
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _limited(self, scope, receive, send):
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise UploadTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def too_large_message(limit: int) -> str:
+    return f"the upload is larger than the limit of {round(limit / MB, 3):g} MB"
 
 
 # --- the shared client --------------------------------------------------------------------------
@@ -188,15 +248,18 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
                     "dfdetect model. The result names the verdict (fake, real or no_face), the score, the "
                     "threshold, the model version that answered, and every sampled frame with its faces.",
         docs_url=None, redoc_url=None,  # their pages load scripts from a CDN; the schema is at /openapi.json
-        max_body_size=settings.max_upload_bytes,
     )
+    app.add_middleware(UploadLimit, limit=settings.max_upload_bytes,
+                       max_in_flight=settings.max_concurrent + settings.max_waiting, paths=("/api/analyze",))
     app.state.settings = settings
     app.state.client = holder
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 413:
-            return error_response(413, "RESOURCE_EXHAUSTED", f"the upload is larger than the limit of {limit_text}")
+            response = error_response(413, "RESOURCE_EXHAUSTED", too_large_message(settings.max_upload_bytes))
+            response.headers["connection"] = "close"
+            return response
         status = {404: "NOT_FOUND", 405: "UNIMPLEMENTED"}.get(exc.status_code, "INVALID_ARGUMENT")
         return error_response(exc.status_code, status, str(exc.detail))
 
@@ -215,7 +278,7 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
         return {"max_upload_bytes": settings.max_upload_bytes, "model_name": settings.model_name}
 
     @app.get("/healthz", summary="Liveness: the web front answers")
-    def healthz() -> dict:
+    async def healthz() -> dict:  # on the event loop: never queued behind analyses in the thread pool
         return {"status": "ok"}
 
     @app.get("/readyz", summary="Readiness: the model server answers with the model's metadata",
@@ -266,15 +329,16 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
                 if media.kind == "image":
                     result = client.analyze_image(path, source=source, keep_crops=thumbnails)
                 else:
-                    result = client.analyze_video(path, frames=frames, keep_crops=thumbnails)
+                    result = client.analyze_video(path, frames=frames, source=source, keep_crops=thumbnails)
             return render_result(result, source, thumbnails)
         except ClientError as e:
             if e.status == "UNAVAILABLE":
                 holder.close()
             log.warning("%s: %s", source, e)
+            if e.status == "INVALID_ARGUMENT" and e.source == source:  # the upload itself is the problem
+                return error_response(422, e.status, f"the file's content is {media.name} {media.kind}, but it could not be "
+                                                      f"read: {e.message}")
             return client_error_response(e)
-        except MediaError as e:
-            return error_response(422, "INVALID_ARGUMENT", f"{media.name} that cannot be decoded: {e.problem}")
         finally:
             os.unlink(path)
 

@@ -29,6 +29,8 @@ _HELP = {
     "frames": "frames sampled per video, evenly spaced",
     "max_upload_mb": "largest upload accepted, in MB (413 beyond)",
     "max_concurrent": "analyses run at once; more uploads wait their turn",
+    "max_waiting": "uploads that may be arriving or waiting beyond those being analysed; more are refused with 503 "
+                   "(bounds the temporary disk space: each upload in flight is on disk)",
     "timeout": "seconds each model-server call may take, retries included",
 }
 

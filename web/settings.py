@@ -30,6 +30,7 @@ class WebSettings:
     frames: int = DEFAULT_FRAMES               # frames sampled per video
     max_upload_mb: float = 100.0               # largest request body accepted (413 beyond)
     max_concurrent: int = 2                    # analyses at once; more requests wait their turn
+    max_waiting: int = 8                       # uploads received or waiting beyond those; more get 503
     timeout: float = 60.0                      # seconds each model-server call may take, retries included
 
     @property
@@ -44,6 +45,8 @@ class WebSettings:
             problems.append(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
         if self.max_concurrent < 1:
             problems.append(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        if self.max_waiting < 0:
+            problems.append(f"max_waiting must be >= 0, got {self.max_waiting}")
         if self.frames < 1:
             problems.append(f"frames must be >= 1, got {self.frames}")
         if self.timeout <= 0:

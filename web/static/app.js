@@ -124,7 +124,7 @@ function svg(name, attributes, parent) {
 function renderTimeline(result) {
   const plot = $("timeline");
   plot.replaceChildren();
-  const width = 640, height = 220, left = 44, right = 12, top = 12, bottom = 34;
+  const width = 640, height = 220, left = 44, right = 24, top = 12, bottom = 34;
   plot.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const frames = result.frames;
   const end = Math.max(...frames.map((f) => f.timestamp), 1e-6);
