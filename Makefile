@@ -96,7 +96,7 @@ else
 	@echo "TARGET=$(TARGET): expected TARGET=local (this machine) or TARGET=k8s (kubectl's current cluster)" >&2; exit 2
 endif
 
-undeploy: install ## stop the local model server (drains requests in flight)
+undeploy: install ## stop the local web page and model server (the server drains requests in flight)
 	$(BIN)/python -m dfdetect.serving.deploy down --state-dir $(DEPLOY_STATE)
 
 test: install browser ## run the test suite

@@ -73,10 +73,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from dfdetect.bench import run_benchmark
+from dfdetect.bench import naive_frames, run_benchmark
 from dfdetect.contract import INPUT_BYTES, INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_BYTES, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError
 from dfdetect.training.bench_prepare import FACE_HEIGHT_FRACTION
@@ -203,45 +202,28 @@ def run_naive(detector, stub, twin_name: str, path: Path, size: int, margin: flo
     """Every frame read; one per second detected at full resolution, one MTCNN call per frame;
     one float32 Predict per face."""
     from dfdetect.training.faces import crop_face
-    from dfdetect.training.frames import sample_indices
 
     started = time.perf_counter()
     detection = encode = rpc = 0.0
     sampled = faces = 0
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise BadInputError(f"cannot open {path}")
-    try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
-        wanted = set(sample_indices(count, fps, per_second=True))
-        index = 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if index in wanted:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                sampled += 1
-                t0 = time.perf_counter()
-                found = detector.detect([rgb])[0]
-                crops = [crop_face(rgb, d.box, margin, size) for d in found]
-                t1 = time.perf_counter()
-                detection += t1 - t0
-                for crop in crops:
-                    t0 = time.perf_counter()
-                    request = float32_request(twin_name, crop)
-                    t1 = time.perf_counter()
-                    response = stub.Predict(request, timeout=REQUEST_TIMEOUT)
-                    if OUTPUT_SCORE not in response.outputs:
-                        raise BadInputError(f"the float32 twin answered without {OUTPUT_SCORE}")
-                    t2 = time.perf_counter()
-                    encode += t1 - t0
-                    rpc += t2 - t1
-                    faces += 1
-            index += 1
-    finally:
-        cap.release()
+    for _, rgb in naive_frames(path, per_second=True):
+        sampled += 1
+        t0 = time.perf_counter()
+        found = detector.detect([rgb])[0]
+        crops = [crop_face(rgb, d.box, margin, size) for d in found]
+        t1 = time.perf_counter()
+        detection += t1 - t0
+        for crop in crops:
+            t0 = time.perf_counter()
+            request = float32_request(twin_name, crop)
+            t1 = time.perf_counter()
+            response = stub.Predict(request, timeout=REQUEST_TIMEOUT)
+            if OUTPUT_SCORE not in response.outputs:
+                raise BadInputError(f"the float32 twin answered without {OUTPUT_SCORE}")
+            t2 = time.perf_counter()
+            encode += t1 - t0
+            rpc += t2 - t1
+            faces += 1
     seconds = time.perf_counter() - started
     decode = seconds - detection - encode - rpc
     return Run("naive (1 frame/s)", seconds, sampled, faces, faces, decode, detection, encode, rpc)

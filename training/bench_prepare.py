@@ -37,10 +37,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dfdetect.bench import naive_frames
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from dfdetect.training.demo import face_photographs
 from dfdetect.training.faces import FaceDetector, crop_face, faces_in_frames
-from dfdetect.training.frames import DEFAULT_FRAMES, probe_video, read_video_frames, sample_indices, write_video
+from dfdetect.training.frames import DEFAULT_FRAMES, probe_video, read_video_frames, write_video
 
 TARGET_SPEEDUP = 3.0
 FACE_HEIGHT_FRACTION = 0.28  # face box height / frame height: about 300 px in a 1080p frame
@@ -130,30 +131,14 @@ def run_naive(detector: FaceDetector, path: Path, frames: int) -> Run:
     detect_seconds = 0.0
     sampled, faces, crop_sides = 0, 0, []
     margin_factor = 1 + 2 * DEFAULT_CROP_MARGIN
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise RuntimeError(f"cannot open {path}")
-    try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
-        wanted = set(sample_indices(count, fps, frames))
-        index = 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if index in wanted:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                sampled += 1
-                t0 = time.perf_counter()
-                for det in detector.detect([rgb])[0]:
-                    crop_face(rgb, det.box, DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE)
-                    faces += 1
-                    crop_sides.append(max(det.box[2], det.box[3]) * margin_factor)
-                detect_seconds += time.perf_counter() - t0
-            index += 1
-    finally:
-        cap.release()
+    for _, rgb in naive_frames(path, frames):
+        sampled += 1
+        t0 = time.perf_counter()
+        for det in detector.detect([rgb])[0]:
+            crop_face(rgb, det.box, DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE)
+            faces += 1
+            crop_sides.append(max(det.box[2], det.box[3]) * margin_factor)
+        detect_seconds += time.perf_counter() - t0
     seconds = time.perf_counter() - started
     return Run("naive", seconds, sampled, faces, seconds - detect_seconds, detect_seconds, crop_sides)
 
