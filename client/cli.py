@@ -9,13 +9,13 @@ processed; the exit status is 1 when any input failed, 2 when the server cannot 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+from dfdetect.cli import HelpFormatter
 from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT
 from dfdetect.training.aggregate import STRATEGIES
 from dfdetect.training.frames import DEFAULT_FRAMES, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -24,15 +24,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_REPOSITORY = "model_repository"
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults shown where there is one (not for flags, nor where the help says what happens)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def add_predict_parser(sub) -> None:
@@ -45,7 +36,7 @@ def add_predict_parser(sub) -> None:
                     "The decision threshold is --threshold, else the calibrated threshold of the model card "
                     "(--model-card; against the local deployment the card of the answering version is found "
                     f"in {DEFAULT_MODEL_REPOSITORY}/), else 0.5. Exit status 1 when any input failed.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, or folders of them")
     p.add_argument("--server", metavar="HOST:PORT",

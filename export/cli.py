@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
+from dfdetect.cli import HelpFormatter
 from dfdetect.contract import DEFAULT_MODEL_NAME
 from dfdetect.errors import BadInputError
 
@@ -21,7 +21,7 @@ def add_export_parser(sub) -> None:
                     "SavedModel version under MODEL_REPOSITORY/MODEL_NAME/, with warm-up requests and a model card, "
                     "after checking the reloaded model against the trained one; convert it to ONNX and publish that "
                     "under MODEL_NAME-onnx/ only if onnxruntime matches TensorFlow.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--run", help="run folder (default: the latest run)")
     p.add_argument("--runs-dir", default="runs", help="where the latest run is looked up")
@@ -39,7 +39,7 @@ def add_export_parser(sub) -> None:
         "label", help="point version labels (stable, canary, ...) at existing versions",
         description="Write TensorFlow Serving version_labels for MODEL_NAME into the model config file, pinning "
                     "the labelled versions; a label for a version missing from the repository is refused.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     label.add_argument("assignments", nargs="+", metavar="LABEL=VERSION", help="e.g. stable=3 canary=4")
     label.add_argument("--model-repository", default="model_repository", help="repository root")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+from dfdetect.cli import HelpFormatter
 
 
 def add_serve_parser(sub) -> None:
@@ -13,7 +13,7 @@ def add_serve_parser(sub) -> None:
         help="run the local model server (drop-in for tensorflow_model_server: gRPC 8500, REST 8501)",
         description="Serve SavedModel versions over TensorFlow Serving's gRPC and REST APIs, with its flags and "
                     "config files: version polling, labels, batching, warm-up, Prometheus metrics.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_server_flags(p)
     p.set_defaults(handler=run_serve_command)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
+from dfdetect.cli import HelpFormatter
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from dfdetect.training.faces import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE_SIZE
 from dfdetect.training.frames import DEFAULT_FRAMES
@@ -23,7 +23,7 @@ def add_prepare_parser(sub) -> None:
         description="Turn a dataset of videos or images into face-crop TFRecords split by video and "
                     "source group (train/val/test). With no --data, a small demo dataset is generated "
                     f"first (in {DEFAULT_DEMO_DIR}) and prepared the same way.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--data", help="dataset folder (DFDC, Celeb-DF v2, or real/ + fake/); "
                                   "omitted: the generated demo dataset")
@@ -90,7 +90,7 @@ def add_train_parser(sub) -> None:
         description="Train a detector from scratch (no downloaded weights) on the output of `dfdetect prepare`. "
                     "The config starts from a preset, then --config (YAML) and --set override fields. "
                     "Writes a run folder under runs/ (config, best checkpoint, history, curves, metrics).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--preset", default="smoke", choices=sorted(PRESETS),
                    help="named preset: smoke (demo data, CPU, minutes) or GPU presets for real data")
@@ -126,7 +126,7 @@ def add_evaluate_parser(sub) -> None:
         help="calibrate a trained run on validation and report frame- and video-level metrics",
         description="Score the validation and test splits with a run's best checkpoint; fit the temperature and "
                     "the decision threshold on validation; write calibration.json, metrics.json and ROC PNGs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--run", help="run folder (default: the latest run, runs/LATEST)")
     p.add_argument("--runs-dir", default="runs", help="where runs are looked up")

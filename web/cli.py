@@ -9,10 +9,10 @@ Every flag's default comes from an environment variable ``DFDETECT_WEB_<FLAG>`` 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 
+from dfdetect.cli import HelpFormatter
 from dfdetect.web.settings import WebSettings, env_defaults, env_name
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def add_web_parser(sub) -> None:
                     "in front of the model server. Uploads are checked by content, analysed by the client "
                     "(the same face pipeline as training) and deleted at once. Defaults come from "
                     "DFDETECT_WEB_<FLAG> environment variables when set.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     try:
         defaults = {**dataclasses.asdict(WebSettings()), **env_defaults()}
