@@ -46,7 +46,7 @@ from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_PORT
 # greenlet: greenlets share one thread, so a module imported by one greenlet while another one
 # is still importing it (a worker receiving its first users during start-up) is seen half-built.
 import mtcnn  # noqa: E402,F401  (TensorFlow and the face detector)
-from dfdetect.training.demo import face_box, face_photographs  # noqa: E402
+from dfdetect.training.demo import face_boxes, face_photographs  # noqa: E402
 from dfdetect.training.faces import crop_face  # noqa: E402
 from dfdetect.training.records import encode_jpeg  # noqa: E402
 
@@ -210,7 +210,8 @@ class FaceSource:
     def load(self) -> None:
         with self._lock:
             if self._faces is None:
-                self._faces = [(photo, face_box(photo)) for _, photo in face_photographs()]
+                photos = [photo for _, photo in face_photographs()]
+                self._faces = list(zip(photos, face_boxes(photos)))
                 log.info("face crops: %d faces found in the demo photographs", len(self._faces))
 
     def payload(self, crop_size: int, count: int) -> Payload:

@@ -152,6 +152,16 @@ def tiny_export(tiny_run, tmp_path_factory):
     return result, repository, models_config
 
 
+@pytest.fixture(scope="session")
+def model(tiny_export):
+    """The tiny exported model: (version folder, its model card, the model's folder of versions)."""
+    from dfdetect.contract import MODEL_CARD_FILE
+
+    result, repository, _ = tiny_export
+    version_dir = Path(result.path)
+    return version_dir, json.loads((version_dir / MODEL_CARD_FILE).read_text()), repository / "deepfake"
+
+
 # --- serving ------------------------------------------------------------------------------------
 
 def start_server(**options):

@@ -42,14 +42,6 @@ VIDEO_FRAMES = 6
 # --- fixtures -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def model(tiny_export):
-    """(version folder, its model card, the model's folder of versions)."""
-    result, repository, _ = tiny_export
-    version_dir = Path(result.path)
-    return version_dir, json.loads((version_dir / MODEL_CARD_FILE).read_text()), repository / "deepfake"
-
-
-@pytest.fixture(scope="module")
 def server(model):
     _, _, base = model
     srv = start_server(model_base_path=str(base))

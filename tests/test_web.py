@@ -4,9 +4,7 @@ the local model server (real gRPC) with the tiny exported model."""
 from __future__ import annotations
 
 import base64
-import json
 import os
-import shutil
 import socket
 import tempfile
 import threading
@@ -20,7 +18,6 @@ import pytest
 
 from conftest import blank_frames, face_frames, start_server
 from dfdetect.client.client import DeepfakeClient
-from dfdetect.contract import MODEL_CARD_FILE
 from dfdetect.training.frames import write_video
 from dfdetect.web.app import THUMBNAIL_SIZE, create_app
 from dfdetect.web.settings import WebSettings, env_defaults
@@ -34,13 +31,6 @@ OUTPUT = Path(os.environ.get("DFDETECT_TEST_OUTPUT", Path(__file__).resolve().pa
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def model(tiny_export):
-    result, repository, _ = tiny_export
-    version_dir = Path(result.path)
-    return version_dir, json.loads((version_dir / MODEL_CARD_FILE).read_text()), repository / "deepfake"
-
 
 @pytest.fixture(scope="module")
 def model_server(model):

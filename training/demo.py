@@ -46,14 +46,18 @@ def face_photographs() -> list[tuple[str, np.ndarray]]:
     return photos
 
 
-def face_box(photo: np.ndarray) -> tuple[int, int, int, int]:
-    """The face box of a photograph, found with the product's detector."""
+def face_boxes(photos: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
+    """The face box of each photograph, found with the product's detector (one, for all of them)."""
     from dfdetect.training.faces import FaceDetector
 
-    found = FaceDetector(min_confidence=0.9).detect([photo])[0]
-    if not found:
-        raise RuntimeError("the detector found no face in a packaged photograph")
-    return found[0].box
+    detector = FaceDetector(min_confidence=0.9)
+    boxes = []
+    for photo in photos:
+        found = detector.detect([photo])[0]
+        if not found:
+            raise RuntimeError("the detector found no face in a packaged photograph")
+        boxes.append(found[0].box)
+    return boxes
 
 
 def _look(photo: np.ndarray, box, rng: np.random.Generator):
@@ -99,7 +103,8 @@ def make_demo_dataset(out: str | os.PathLike, groups: int = DEFAULT_GROUPS, fram
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    photos = [(name, photo, face_box(photo)) for name, photo in face_photographs()]
+    named = face_photographs()
+    photos = [(name, photo, box) for (name, photo), box in zip(named, face_boxes([p for _, p in named]))]
     metadata = {}
     for g in range(groups):
         name, photo, box = photos[g % len(photos)]

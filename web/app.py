@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dfdetect import __version__
 from dfdetect.client.errors import ClientError
+from dfdetect.training.records import encode_jpeg
 from dfdetect.web.media import HEAD_BYTES, sniff
 from dfdetect.web.settings import MB, WebSettings
 
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 THUMBNAIL_SIZE = 96  # px, the longer side of a face thumbnail
+THUMBNAIL_QUALITY = 85
 COPY_CHUNK = 1024 * 1024
 
 # The client's status names -> HTTP. Problems with the upload are 4xx; problems reaching or using
@@ -207,16 +209,12 @@ def thumbnail(crop) -> str:
     scale = THUMBNAIL_SIZE / max(h, w)
     if scale < 1:
         crop = cv2.resize(crop, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
-        raise RuntimeError("JPEG encoding of a thumbnail failed")
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(crop, THUMBNAIL_QUALITY)).decode("ascii")
 
 
-def render_result(result, source: str, thumbnails: bool) -> dict:
-    """The client's result JSON, naming the upload (not the temporary file) and, when asked,
-    carrying each face's thumbnail."""
-    out = dataclasses.replace(result, source=source).to_dict()
+def render_result(result, thumbnails: bool) -> dict:
+    """The client's result JSON and, when asked, each face's thumbnail."""
+    out = result.to_dict()
     if thumbnails:
         for frame, frame_out in zip(result.frames, out["frames"]):
             for face, face_out in zip(frame.faces, frame_out["faces"]):
@@ -251,8 +249,6 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
     )
     app.add_middleware(UploadLimit, limit=settings.max_upload_bytes,
                        max_in_flight=settings.max_concurrent + settings.max_waiting, paths=("/api/analyze",))
-    app.state.settings = settings
-    app.state.client = holder
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -321,8 +317,7 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(head)
-                while chunk := file.file.read(COPY_CHUNK):
-                    out.write(chunk)
+                shutil.copyfileobj(file.file, out, COPY_CHUNK)
             log.info("analysing %s (%s, %.1f MB)", source, media.name, os.path.getsize(path) / MB)
             with slots:
                 client = holder.get()
@@ -330,7 +325,7 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
                     result = client.analyze_image(path, source=source, keep_crops=thumbnails)
                 else:
                     result = client.analyze_video(path, frames=frames, source=source, keep_crops=thumbnails)
-            return render_result(result, source, thumbnails)
+            return render_result(result, thumbnails)
         except ClientError as e:
             if e.status == "UNAVAILABLE":
                 holder.close()

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 
 from dfdetect.cli import HelpFormatter
-from dfdetect.web.settings import WebSettings, env_defaults, env_name
+from dfdetect.web.settings import WebSettings, converter, env_defaults, env_name
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,7 @@ def add_web_parser(sub) -> None:
         defaults = dataclasses.asdict(WebSettings())
         p.set_defaults(env_error=str(e))
     for f in dataclasses.fields(WebSettings):
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        convert = int if kind.startswith("int") else float if kind.startswith("float") else str
-        p.add_argument("--" + f.name.replace("_", "-"), type=convert, default=defaults[f.name],
+        p.add_argument("--" + f.name.replace("_", "-"), type=converter(f), default=defaults[f.name],
                        help=f"{_HELP[f.name]} (${env_name(f.name)})")
     p.set_defaults(handler=run_web_command)
 

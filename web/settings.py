@@ -63,6 +63,12 @@ def env_name(field_name: str) -> str:
     return f"DFDETECT_WEB_{field_name.upper()}"
 
 
+def converter(f) -> type:
+    """What turns a setting's text (a flag, an environment variable) into its value: int, float or str."""
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    return int if kind.startswith("int") else float if kind.startswith("float") else str
+
+
 def env_defaults(environ=None) -> dict:
     """Settings given by environment variables, converted to the field's type."""
     environ = os.environ if environ is None else environ
@@ -71,14 +77,9 @@ def env_defaults(environ=None) -> dict:
         raw = environ.get(env_name(f.name))
         if raw is None or raw == "":
             continue
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        convert = converter(f)
         try:
-            if kind.startswith("int"):
-                values[f.name] = int(raw)
-            elif kind.startswith("float"):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+            values[f.name] = convert(raw)
         except ValueError:
-            raise ValueError(f"{env_name(f.name)}={raw!r}: expected {kind.split(' ')[0]}") from None
+            raise ValueError(f"{env_name(f.name)}={raw!r}: expected {convert.__name__}") from None
     return values
