@@ -2,7 +2,9 @@
 
 Requests from concurrent clients for one version and signature wait in a queue; batch threads
 merge them into one model call of at most ``max_batch_size`` rows, waiting at most
-``batch_timeout_micros`` after the first request of a batch for more to arrive. With
+``batch_timeout_micros`` after the first request of a batch arrived for more to arrive (as in
+TensorFlow Serving, a request that already waited that long while the batch threads were busy
+goes out with the next free thread, with no further wait). With
 ``allowed_batch_sizes`` a batch is padded (with copies of its first row) up to the next allowed
 size, so the model sees only a few shapes. A queue holding ``max_enqueued_batches`` batches
 refuses more work with RESOURCE_EXHAUSTED instead of growing without bound.
@@ -54,6 +56,7 @@ class _Task:
     inputs: dict[str, np.ndarray]
     rows: int
     future: Future
+    arrived: float  # time.monotonic() when queued
 
 
 class BatchQueue:
@@ -86,7 +89,7 @@ class BatchQueue:
         (n,) = rows
         if n > self.options.max_batch_size:
             raise invalid(f"Task size {n} is larger than maximum input batch size {self.options.max_batch_size}")
-        task = _Task(inputs, n, Future())
+        task = _Task(inputs, n, Future(), time.monotonic())
         with self._cond:
             if self._closed:
                 raise unavailable("the model version is unloading")
@@ -105,7 +108,7 @@ class BatchQueue:
                 self._cond.wait()
             if not self._tasks:
                 return None
-            deadline = time.monotonic() + timeout
+            deadline = self._tasks[0].arrived + timeout
             while self._queued_rows < self.options.max_batch_size and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

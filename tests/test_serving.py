@@ -408,6 +408,41 @@ def test_a_full_batch_queue_answers_resource_exhausted():
     queue.close()
 
 
+def test_the_batch_timeout_counts_from_the_first_request_of_a_batch():
+    """A request that waited out batch_timeout_micros while the only batch thread was busy goes
+    out as soon as the thread is free, not after another full timeout (TensorFlow Serving's rule)."""
+    from dfdetect.serving.batching import BatchingOptions, BatchQueue
+
+    release = threading.Event()
+    calls = []
+
+    def run(inputs):
+        calls.append(len(inputs["x"]))
+        if len(calls) == 1:
+            release.wait(10)
+        return {"y": inputs["x"]}
+
+    timeout = 1.0
+    queue = BatchQueue(run, ["y"], BatchingOptions(max_batch_size=8, batch_timeout_micros=int(timeout * 1e6),
+                                                   num_batch_threads=1))
+    try:
+        first = queue.submit({"x": np.zeros((1, 1))})
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:  # the first batch waits out its timeout, then runs
+            time.sleep(0.01)
+        assert calls == [1]
+        waiting = queue.submit({"x": np.ones((2, 1))})
+        time.sleep(timeout + 0.2)  # longer than the timeout, while the thread is busy
+        released = time.monotonic()
+        release.set()
+        assert waiting.result(10)["y"].tolist() == [[1.0], [1.0]]
+        assert time.monotonic() - released < timeout / 2, "the waiting request was held for a second timeout"
+        assert first.result(10)["y"].shape == (1, 1) and calls == [1, 2]
+    finally:
+        release.set()
+        queue.close()
+
+
 # --- backends and configuration -------------------------------------------------------------------------
 
 def test_onnx_backend(tiny_export, tmp_path, crops):
