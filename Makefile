@@ -23,6 +23,7 @@ TARGET ?= local
 GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 BACKEND ?= tf
+SERVE_CROP ?= 224
 DEPLOY_STATE ?= .run
 SERVER_ARGS ?=
 PYTEST_ARGS ?=
@@ -57,6 +58,8 @@ help: ## list targets and variables
 	@echo "  TARGET=local      deploy target: local (this machine) or k8s (the cluster in kubectl's context)"
 	@echo "  GRPC_PORT=8500 REST_PORT=8501       ports of the local model server"
 	@echo "  BACKEND=tf        local server backend: tf (SavedModel) or onnx (onnxruntime, faster on CPU)"
+	@echo "  SERVE_CROP=224    crop size 'make bench-serve' measures (production's; an untrained stand-in when the"
+	@echo "                    repository's model takes another size; empty: the repository's model as it is)"
 	@echo "  SERVER_ARGS=...   more server flags, e.g. '--enable_batching --batching_parameters_file=serving/batching.config'"
 	@echo "  OVERLAY=gpu       Kubernetes overlay for TARGET=k8s and k8s-validate: gpu or cpu"
 	@echo "  USERS=16 SPAWN_RATE=8 DURATION=30s  'make loadtest' shape; reports go to REPORTS=reports"
@@ -118,7 +121,8 @@ bench-export: install ## export time, SavedModel/ONNX sizes, TensorFlow vs onnxr
 	$(BIN)/python -m dfdetect.export.bench_export $(if $(RUN),--run $(RUN))
 
 bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on)
-	$(BIN)/python -m dfdetect.serving.bench_serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND)
+	$(BIN)/python -m dfdetect.serving.bench_serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND) \
+		$(if $(SERVE_CROP),--crop-size $(SERVE_CROP))
 
 bench-client: install ## seconds per 10 s 1080p video (decode/detection/RPC) vs the naive pipeline; request bytes per face
 	$(BIN)/python -m dfdetect.client.bench_client

@@ -1,9 +1,10 @@
-"""Pieces every benchmark (``make bench-*``) shares: its entry point, batches, size lists."""
+"""Pieces every benchmark (``make bench-*``) shares: its entry point, batches, size lists, ports."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -42,6 +43,11 @@ def positive_ints(text: str) -> list[int]:
     return list(dict.fromkeys(values))
 
 
+def positive_ints_or_none(text: str) -> list[int]:
+    """As ``positive_ints``, and '' -> [] (an option whose empty value turns a part off)."""
+    return positive_ints(text) if text.strip() else []
+
+
 def naive_frames(path: str | Path, frames: int | None = None, per_second: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """The naive (seed) way of reading a video, the baseline the benchmarks measure against:
     every frame decoded in full, and the sampled ones (as ``sample_indices`` picks them) converted
@@ -67,3 +73,10 @@ def naive_frames(path: str | Path, frames: int | None = None, per_second: bool =
             index += 1
     finally:
         cap.release()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for a server started by a benchmark)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

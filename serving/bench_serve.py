@@ -1,38 +1,51 @@
 """Benchmark of serving: what the local model server costs over running the model in process.
 
 What it measures, for the newest version of ``--model-name`` in ``--model-repository``, with
-``--backend`` (tf: the SavedModel's signatures; onnx: the version's ONNX twin):
+``--backend`` (tf: the SavedModel's signatures; onnx: the version's ONNX twin). With
+``--crop-size S`` (``make bench-serve`` gives 224, the production crop size) and a newest version
+taking another size (the demo model takes 96 px) or none, an untrained stand-in instead: the
+training defaults' architecture at S px, exported with the model contract's signatures (and its
+ONNX twin for onnx) to a temporary repository. Serving costs do not depend on the weights, and
+the share of them in a request does depend on the model's compute: at 96 px the model's work per
+face is a fifth of production's, so the served/in-process figures of a 96 px model say little
+about production.
 
-* "in-process": the version loaded with ``load_runner`` (as the server loads it) and called
+* "in-process": the version loaded here with ``load_runner`` (as the server loads it) and called
   through ``serving_default`` (``images`` uint8 [B, S, S, 3] -> ``fake_probability``), numpy to
   numpy, at batch sizes 1, 8, 16 and 32: ``--warmup`` untimed calls, then timed calls for about
   ``--seconds``. images/s = images in timed calls / their total time; p50 is the median time of
-  one call. The best batch size's images/s is what the served figures are compared with.
-* "served": ``ModelServer`` started in this process on free loopback ports (gRPC and REST,
-  127.0.0.1), loading the version once (no polling), with batching on (BatchingParameters
-  written to a temporary file from ``--max-batch-size``, ``--batch-timeout-micros``,
-  ``--num-batch-threads`` and ``--max-enqueued-batches``). N client threads, each with its own
-  gRPC channel (and its own connection: a local subchannel pool) and the official
-  ``PredictionServiceStub``, send batch-1 ``Predict`` requests of real face crops back to back,
-  for N in ``--concurrency`` (1, 4, 8, 16, 32). Each client first sends ``--warmup`` untimed
-  requests; then all start together and stop at the first answer after ``--seconds``.
-  images/s = answered requests / time from the common start to the last answer; p50 and p99 are
-  of the per-request latencies (request sent to answer decoded). The requests are built once,
-  before timing, so the clients spend their time in gRPC, not in building protos.
+  one call. This sweep picks the best batch size, the baseline every served row is compared with.
+* "served": the server as ``make deploy`` runs it: ``python -m dfdetect.serving`` in its own
+  process, on free loopback ports, loading the version once (no polling), with batching on
+  (BatchingParameters written to a temporary file from ``--max-batch-size``,
+  ``--batch-timeout-micros``, ``--num-batch-threads`` and ``--max-enqueued-batches``) and
+  Prometheus metrics on. N client threads in this process, each with its own gRPC channel (and
+  its own connection: a local subchannel pool) and the official ``PredictionServiceStub``, send
+  batch-1 ``Predict`` requests of real face crops back to back, for N in ``--concurrency``
+  (1, 4, 8, 16, 32). Each client first sends ``--warmup`` untimed requests; then all start
+  together and stop at the first answer after the slice's time. images/s = answered requests /
+  time from the common start to the last answer; p50 and p99 are of the per-request latencies
+  (request sent to answer decoded). The requests are built once, before timing, so the clients
+  spend their time in gRPC, not in building protos.
   REST runs the same way (``POST /v1/models/NAME:predict`` with ``{"instances": [crop]}``, one
   keep-alive ``http.client`` connection per client, bodies encoded before timing) at
   ``--rest-concurrency`` (1, 8).
   A second server with batching off then runs gRPC (and REST) at ``--unbatched-concurrency``
   (1, 8): concurrency 1 there is the pure serving overhead, next to the in-process batch-1 p50.
-* served/in-process: a served row's images/s / the best in-process images/s. "mean batch" is
-  the rows per model call the server's batcher made while a row was timed (its metrics).
+* Interleaving: the load of a shared machine comes and goes by tens of percent within a minute,
+  so each served row gets its own in-process baseline, measured in the same stretch of time: its
+  ``--seconds`` are split into 3 slices, and before each served slice the in-process best batch
+  (and, for rows with one client, batch 1) runs for a slice of the same length (the server idle
+  meanwhile). served/in-process = the row's images/s / its interleaved baseline's images/s; the
+  overhead at one client = the row's p50 - its interleaved batch-1 p50. "mean batch" is the rows
+  per model call the server's batcher made while the row was timed (from its metrics endpoint).
 
 The crops are the latest training run's (``sample_crops``: its prepared faces where they are
 still there), or random pixels when there is no run.
 
-Caveat: clients and server run in one Python process, on the same cores (and the same GIL), so
-the served figures include the clients' own CPU use: on a machine with few cores (this one's
-count is printed) they understate what the server does with its clients elsewhere.
+Caveat: clients and server share this machine's cores (the count is printed): the served figures
+include the clients' own CPU use, so they understate what the server does with its clients
+elsewhere.
 
 Targets (from the issue): served/in-process >= 0.9 at concurrency >= 8 with batching on (every
 such gRPC row); gRPC p50 at concurrency 1 with batching off <= 2 ms over the in-process batch-1
@@ -41,20 +54,20 @@ p50. It prints figures and never fails on them.
     python -m dfdetect.serving.bench_serve [--model-repository model_repository]
         [--model-name deepfake] [--backend tf|onnx] [--seconds 3] [--warmup 3]
         [--concurrency 1,4,8,16,32] [--rest-concurrency 1,8] [--unbatched-concurrency 1,8]
-        [--max-batch-size 32] [--batch-timeout-micros 2000] [--num-batch-threads 1]
-        [--max-enqueued-batches 1000] [--runs-dir runs]
+        [--max-batch-size 32] [--batch-timeout-micros 5000] [--num-batch-threads 1]
+        [--max-enqueued-batches 1000] [--runs-dir runs] [--crop-size S]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import http.client
 import json
 import logging
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -64,7 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.bench import fill_batch, positive_ints, run_benchmark
+from dfdetect.bench import fill_batch, positive_ints, positive_ints_or_none, run_benchmark
 from dfdetect.contract import INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError, DfdetectError
 
@@ -79,6 +92,7 @@ TARGET_RATIO_FROM = 8  # concurrency from which the ratio target applies
 TARGET_OVERHEAD_MS = 2.0
 REQUEST_TIMEOUT = 60.0  # seconds; a request slower than this counts as an error
 CROPS = 16
+SLICES = 3  # per served row: slices alternating with its in-process baseline
 
 
 @dataclass
@@ -93,7 +107,13 @@ class Measurement:
     wall_seconds: float = 0.0
     errors: int = 0
     first_error: str = ""
-    mean_batch: float = math.nan  # rows per model call the server's batcher made, while timed
+    batch_rows: float = 0.0  # rows the server's batcher ran while timed
+    batch_calls: float = 0.0  # model calls it made for them
+    references: dict[int, "Measurement"] = field(default_factory=dict)  # batch size -> interleaved in-process
+
+    @property
+    def mean_batch(self) -> float:
+        return self.batch_rows / self.batch_calls if self.batch_calls > 0 else math.nan
 
     @property
     def images_per_second(self) -> float:
@@ -112,12 +132,14 @@ class Measurement:
 
 # --- in process -------------------------------------------------------------------------------
 
-def measure_in_process(runner, crops: np.ndarray, batch_size: int, seconds: float, warmup: int) -> Measurement:
+def measure_in_process(runner, crops: np.ndarray, batch_size: int, seconds: float, warmup: int,
+                       into: Measurement | None = None) -> Measurement:
+    """``warmup`` untimed calls, then timed calls for about ``seconds``, added to ``into``."""
     batch = fill_batch(crops, batch_size)
     inputs, outputs = {INPUT_PIXELS: batch}, [OUTPUT_SCORE]
     for _ in range(warmup):
         runner.run(SIGNATURE_PIXELS, inputs, outputs)
-    m = Measurement("in-process", "-", 1, batch_size)
+    m = into if into is not None else Measurement("in-process", "-", 1, batch_size)
     started = time.perf_counter()
     deadline = started + seconds
     while True:
@@ -137,7 +159,8 @@ def drive(row: Measurement, open_client, seconds: float, warmup: int, batches=No
     """``row.concurrency`` threads, each with its own client from ``open_client(i)`` (a pair
     ``(call, close)``; ``call()`` sends one request and raises on any failure): ``warmup``
     untimed requests each, then all start together and send back to back until ``seconds``.
-    ``batches()``, if given, returns the server's (rows, model calls) so far."""
+    ``batches()``, if given, returns the server's (rows, model calls) so far. What is measured
+    is added to ``row``, so slices of one row can be driven one after another."""
     n = row.concurrency
     clients = [open_client(i) for i in range(n)]
     clock: dict[str, float] = {}
@@ -194,13 +217,14 @@ def drive(row: Measurement, open_client, seconds: float, warmup: int, batches=No
     finally:
         for _, close in clients:
             close()
-    row.latencies = [x for per in latencies for x in per]
-    row.wall_seconds = max(ends) - clock["start"] if "start" in clock else 0.0
-    row.errors = sum(errors)
-    row.first_error = first_errors[0] if first_errors else ""
+    row.latencies += [x for per in latencies for x in per]
+    row.wall_seconds += max(ends) - clock["start"] if "start" in clock else 0.0
+    row.errors += sum(errors)
+    row.first_error = row.first_error or (first_errors[0] if first_errors else "")
     if "start" in counts:
         rows, calls = (after - before for after, before in zip(batches(), counts["start"]))
-        row.mean_batch = rows / calls if calls > 0 else math.nan
+        row.batch_rows += rows
+        row.batch_calls += calls
     return row
 
 
@@ -322,40 +346,90 @@ def batching_file(args: argparse.Namespace, folder: str) -> str:
     return str(path)
 
 
-def batch_counts(server, model_name: str):
-    """A callable: (rows, model calls) the server's batcher has made so far, from its metrics
-    (rows include padding to allowed_batch_sizes; none are set here)."""
-    registry = server.metrics.registry
-
-    def counts() -> tuple[float, float]:
-        labels = {"model": model_name}
-        return (registry.get_sample_value("dfdetect_serving_batch_size_sum", labels) or 0.0,
-                registry.get_sample_value("dfdetect_serving_batch_size_count", labels) or 0.0)
-
-    return counts
+MONITORING_CONFIG = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
+METRICS_PATH = "/monitoring/prometheus/metrics"
+START_TIMEOUT = 300.0  # seconds for the server to load the version
 
 
-def start_server(args: argparse.Namespace, base_path: str, batching_path: str | None, clients: int):
-    """A ModelServer on free loopback ports, its version AVAILABLE (else BadInputError)."""
-    from dfdetect.serving.models import AVAILABLE
-    from dfdetect.serving.server import ModelServer, ServerOptions
+class ServerProcess:
+    """``python -m dfdetect.serving`` in its own process (as ``make deploy`` runs it) on free
+    loopback ports, its log in ``folder``; started, the version AVAILABLE, or BadInputError."""
 
-    options = ServerOptions(
-        port=0, rest_api_port=0, host="127.0.0.1", model_name=args.model_name, model_base_path=base_path,
-        file_system_poll_wait_seconds=0, enable_batching=batching_path is not None,
-        batching_parameters_file=batching_path or "", backend=args.backend,
-        grpc_threads=max(32, clients), drain_seconds=10.0)
-    server = ModelServer(options)
-    try:
-        server.start()
-        states = server.manager.status(args.model_name)
-        if not any(s.state == AVAILABLE for s in states):
-            errors = "; ".join(f"version {s.version}: {s.error or s.state}" for s in states)
-            raise BadInputError(f"the server could not load {base_path} with the {args.backend} backend: {errors}")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    def __init__(self, args: argparse.Namespace, base_path: str, folder: str, batching_path: str | None,
+                 clients: int):
+        from dfdetect.bench import free_port
+
+        self.model_name = args.model_name
+        self.grpc_port, self.rest_port = free_port(), free_port()
+        monitoring = Path(folder) / "monitoring.config"
+        monitoring.write_text(MONITORING_CONFIG)
+        self.log_path = Path(folder) / f"server-batching-{'on' if batching_path else 'off'}.log"
+        command = [sys.executable, "-m", "dfdetect.serving", f"--port={self.grpc_port}",
+                   f"--rest_api_port={self.rest_port}", "--rest_api_host=127.0.0.1",
+                   f"--model_name={args.model_name}", f"--model_base_path={base_path}",
+                   "--file_system_poll_wait_seconds=0", f"--backend={args.backend}",
+                   f"--monitoring_config_file={monitoring}", f"--grpc_threads={max(32, clients)}",
+                   "--drain_seconds=10"]
+        if batching_path:
+            command += ["--enable_batching", f"--batching_parameters_file={batching_path}"]
+        with open(self.log_path, "wb") as log_file:
+            self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+        try:
+            self._wait_available(base_path, args.backend)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_available(self, base_path: str, backend: str) -> None:
+        from dfdetect.serving.deploy import version_states
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            states = version_states(self.rest_port, self.model_name) or []
+            if any(s["state"] == "AVAILABLE" for s in states):
+                return
+            failed = [s for s in states if s["state"] == "END" and s.get("status", {}).get("error_message")]
+            if states and len(failed) == len(states):
+                errors = "; ".join(f"version {s['version']}: {s['status']['error_message']}" for s in failed)
+                raise BadInputError(f"the server could not load {base_path} with the {backend} backend: {errors}")
+            if self.process.poll() is not None:
+                raise BadInputError(f"the server exited with status {self.process.returncode} before the model "
+                                    f"was AVAILABLE; last lines of its log:\n{self.log_tail()}")
+            time.sleep(0.5)
+        raise BadInputError(f"the server did not make {base_path} AVAILABLE within {START_TIMEOUT:g} s; last lines "
+                            f"of its log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def batch_counts(self) -> tuple[float, float]:
+        """(rows, model calls) the server's batcher has made so far, from its metrics endpoint
+        (rows include padding to allowed_batch_sizes; none are set here)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=REQUEST_TIMEOUT)
+        try:
+            conn.request("GET", METRICS_PATH)
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        found = {"dfdetect_serving_batch_size_sum": 0.0, "dfdetect_serving_batch_size_count": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in found and sample.labels.get("model") == self.model_name:
+                    found[sample.name] = sample.value
+        return found["dfdetect_serving_batch_size_sum"], found["dfdetect_serving_batch_size_count"]
+
+    def stop(self) -> None:
+        """SIGTERM (the server drains and exits), then SIGKILL if it does not."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 # --- command line and report ------------------------------------------------------------------
@@ -376,15 +450,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="untimed calls per batch size, untimed requests per client (3)")
     parser.add_argument("--concurrency", type=positive_ints, default=positive_ints(DEFAULT_CONCURRENCY),
                         help=f"gRPC clients with batching on, comma-separated ({DEFAULT_CONCURRENCY})")
-    parser.add_argument("--rest-concurrency", type=positive_ints, default=positive_ints(DEFAULT_REST_CONCURRENCY),
+    parser.add_argument("--rest-concurrency", type=positive_ints_or_none, default=positive_ints(DEFAULT_REST_CONCURRENCY),
                         help=f"REST clients with batching on ({DEFAULT_REST_CONCURRENCY}; empty: none)")
-    parser.add_argument("--unbatched-concurrency", type=positive_ints,
+    parser.add_argument("--unbatched-concurrency", type=positive_ints_or_none,
                         default=positive_ints(DEFAULT_UNBATCHED_CONCURRENCY),
                         help=f"gRPC and REST clients with batching off ({DEFAULT_UNBATCHED_CONCURRENCY}; "
                              "1 gives the overhead target; empty: no second server)")
+    parser.add_argument("--crop-size", type=int, default=0,
+                        help="benchmark a model taking crops of this many px: the repository's newest version if "
+                             "it does, else an untrained stand-in of the training defaults' architecture at this "
+                             "size (0: the newest version, any size; make bench-serve gives 224, production's)")
     parser.add_argument("--max-batch-size", type=int, default=32, help="batching: max_batch_size (32)")
-    parser.add_argument("--batch-timeout-micros", type=int, default=2000,
-                        help="batching: batch_timeout_micros (2000)")
+    parser.add_argument("--batch-timeout-micros", type=int, default=5000,
+                        help="batching: batch_timeout_micros (5000: long enough for every client answered by one "
+                             "batch to send its next request before the next batch closes, short next to a "
+                             "batch's compute on a CPU)")
     parser.add_argument("--num-batch-threads", type=int, default=1,
                         help="batching: num_batch_threads (1: the model call itself uses every core)")
     parser.add_argument("--max-enqueued-batches", type=int, default=1000,
@@ -401,6 +481,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.batch_timeout_micros < 0:
         parser.error("--batch-timeout-micros must be >= 0")
+    if args.crop_size < 0:
+        parser.error("--crop-size must be a positive number of pixels (or 0 for the newest version as it is)")
     return args
 
 
@@ -440,14 +522,25 @@ def report_in_process(rows: list[Measurement]) -> None:
               f"{_fmt(m.p99_ms, '8.2f')} {len(m.latencies):>6d}")
 
 
-def report_served(rows: list[Measurement], best: float) -> None:
+def _ratio(m: Measurement, batch_size: int) -> float:
+    reference = m.references.get(batch_size)
+    if reference is None or not reference.images_per_second > 0:
+        return math.nan
+    return m.images_per_second / reference.images_per_second
+
+
+def report_served(rows: list[Measurement], best_batch: int) -> None:
     print()
     print(f"{'transport':<10} {'batching':<8} {'clients':>7} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'served/in-proc':>14} {'mean batch':>10} {'requests':>8} {'errors':>6}")
+          f"{'in-proc b' + str(best_batch):>11} {'served/in-proc':>14} {'mean batch':>10} {'requests':>8} "
+          f"{'errors':>6}")
     for m in rows:
-        ratio = m.images_per_second / best if best > 0 else math.nan
+        ratio = _ratio(m, best_batch)
+        reference = m.references.get(best_batch)
         print(f"{m.transport:<10} {m.batching:<8} {m.concurrency:>7d} {_fmt(m.images_per_second, '9.1f')} "
-              f"{_fmt(m.p50_ms, '8.2f')} {_fmt(m.p99_ms, '8.2f')} {_fmt(ratio, '13.2f')}{'x' if math.isfinite(ratio) else ' '} "
+              f"{_fmt(m.p50_ms, '8.2f')} {_fmt(m.p99_ms, '8.2f')} "
+              f"{_fmt(reference.images_per_second if reference else math.nan, '11.1f')} "
+              f"{_fmt(ratio, '13.2f')}{'x' if math.isfinite(ratio) else ' '} "
               f"{_fmt(m.mean_batch, '10.1f')} {len(m.latencies):>8d} {m.errors:>6d}")
     for m in rows:
         if m.first_error:
@@ -455,72 +548,130 @@ def report_served(rows: list[Measurement], best: float) -> None:
                   f"first: {m.first_error}")
 
 
-def report_targets(best_row: Measurement, batch1: Measurement, served: list[Measurement],
-                   in_process: list[Measurement], max_batch_size: int) -> None:
-    best = best_row.images_per_second
+def report_targets(best_row: Measurement, served: list[Measurement], in_process: list[Measurement],
+                   max_batch_size: int) -> None:
+    best_batch = best_row.batch_size
     print()
     at_load = [m for m in served if m.transport == "gRPC" and m.batching == "on" and m.concurrency >= TARGET_RATIO_FROM]
     if at_load:
-        ratios = {m.concurrency: m.images_per_second / best for m in at_load}
+        ratios = {m.concurrency: _ratio(m, best_batch) for m in at_load}
         worst = min(ratios.values())
         figures = ", ".join(f"{c} clients {r:.2f}x" for c, r in ratios.items())
         verdict = "PASS" if worst >= TARGET_RATIO else "BELOW"
         print(f"target: served/in-process >= {TARGET_RATIO:g} at concurrency >= {TARGET_RATIO_FROM}, gRPC with "
-              f"batching on ({figures}; in-process best {best:.1f} images/s at batch {best_row.batch_size}): {verdict}")
+              f"batching on, each row against in-process batch {best_batch} interleaved with it ({figures}): "
+              f"{verdict}")
         # N clients with batch-1 requests can never make batches of more than N rows.
         for m in at_load:
             rows = min(m.concurrency, max_batch_size)
             fitting = [r for r in in_process if r.batch_size <= rows]
             if fitting:
                 ceiling = max(fitting, key=lambda r: r.images_per_second)
-                print(f"  ({m.concurrency} clients make batches of at most {rows} rows: in process, the best such "
-                      f"batch (batch {ceiling.batch_size}) is {ceiling.images_per_second / best:.2f}x of the best)")
+                print(f"  ({m.concurrency} clients make batches of at most {rows} rows: in the sweep, the best such "
+                      f"batch (batch {ceiling.batch_size}) is {ceiling.images_per_second / best_row.images_per_second:.2f}x "
+                      f"of the best)")
     else:
         print(f"target: served/in-process >= {TARGET_RATIO:g} at concurrency >= {TARGET_RATIO_FROM}: not measured "
               f"(no --concurrency of {TARGET_RATIO_FROM} or more)")
     single = next((m for m in served if m.transport == "gRPC" and m.batching == "off" and m.concurrency == 1), None)
-    if single is not None and single.latencies:
+    if single is not None and single.latencies and 1 in single.references:
+        batch1 = single.references[1]
         overhead = single.p50_ms - batch1.p50_ms
         verdict = "PASS" if overhead <= TARGET_OVERHEAD_MS else "BELOW"
         print(f"target: p50 overhead at concurrency 1 <= {TARGET_OVERHEAD_MS:g} ms over in-process batch 1 "
-              f"(gRPC, batching off: {single.p50_ms:.2f} ms vs {batch1.p50_ms:.2f} ms): {overhead:+.2f} ms: {verdict}")
+              f"(gRPC, batching off: {single.p50_ms:.2f} ms vs {batch1.p50_ms:.2f} ms interleaved): "
+              f"{overhead:+.2f} ms: {verdict}")
     else:
         print(f"target: p50 overhead at concurrency 1 <= {TARGET_OVERHEAD_MS:g} ms: not measured "
               "(no answered gRPC requests at --unbatched-concurrency 1)")
     batched_single = next((m for m in served if m.transport == "gRPC" and m.batching == "on" and m.concurrency == 1),
                           None)
-    if batched_single is not None and batched_single.latencies:
-        print(f"  (with batching on, concurrency 1: {batched_single.p50_ms - batch1.p50_ms:+.2f} ms, "
-              f"batch_timeout_micros included)")
+    if batched_single is not None and batched_single.latencies and 1 in batched_single.references:
+        print(f"  (with batching on, concurrency 1: {batched_single.p50_ms - batched_single.references[1].p50_ms:+.2f} "
+              f"ms, batch_timeout_micros included)")
 
 
-def run(args: argparse.Namespace) -> int:
+def _open_version(backend: str, version_path: str):
+    """(runner, crop size) of one version, checked against the model contract's pixels signature."""
     from dfdetect.serving.backends import load_runner
-    from dfdetect.serving.models import list_versions
 
-    base_path = os.path.abspath(os.path.join(args.model_repository, args.model_name))
-    versions = list_versions(base_path)
-    if not versions:
-        raise BadInputError(f"no model in {os.path.join(args.model_repository, args.model_name)}: "
-                            "run `make train export` first")
-    version = versions[-1]
-    version_path = os.path.join(base_path, str(version))
     try:
-        runner = load_runner(args.backend, version_path)
+        runner = load_runner(backend, version_path)
     except FileNotFoundError as e:
         raise BadInputError(str(e)) from None
     sig = runner.signatures.get(SIGNATURE_PIXELS)
-    if sig is None or INPUT_PIXELS not in sig.inputs or OUTPUT_SCORE not in sig.outputs:
-        raise BadInputError(f"{version_path} ({args.backend}) has no {SIGNATURE_PIXELS} signature "
+    shape = sig.inputs[INPUT_PIXELS].shape if sig is not None and INPUT_PIXELS in sig.inputs else None
+    if sig is None or shape is None or OUTPUT_SCORE not in sig.outputs:
+        runner.close()
+        raise BadInputError(f"{version_path} ({backend}) has no {SIGNATURE_PIXELS} signature "
                             f"{INPUT_PIXELS} -> {OUTPUT_SCORE}")
-    shape = sig.inputs[INPUT_PIXELS].shape
-    if not shape or len(shape) != 4 or not shape[1] or shape[1] != shape[2]:
+    if len(shape) != 4 or not shape[1] or shape[1] != shape[2]:
+        runner.close()
         raise BadInputError(f"{version_path}: {INPUT_PIXELS} has shape {shape}; expected [-1, S, S, 3]")
-    size = int(shape[1])
-    crops, source = load_crops(args.runs_dir, size)
+    return runner, int(shape[1])
 
-    print(f"model: {args.model_name} version {version} in {args.model_repository}, backend {args.backend}, "
-          f"crops {size}x{size} px ({source})")
+
+def write_stand_in(repository: str, model_name: str, size: int, with_onnx: bool) -> str:
+    """An untrained model of the training defaults' architecture taking ``size`` px crops,
+    exported with the model contract's signatures as version 1 of ``model_name`` in
+    ``repository`` (with its ONNX twin if asked): the compute of a trained model of that size.
+    Returns the version folder."""
+    from dfdetect.export.onnx_twin import convert
+    from dfdetect.export.savedmodel import write_savedmodel
+    from dfdetect.serving.backends import onnx_path
+    from dfdetect.training.config import ModelConfig
+    from dfdetect.training.model import build_model
+
+    version_path = os.path.join(repository, model_name, "1")
+    write_savedmodel(build_model(ModelConfig(image_size=size)), 1.0, version_path)
+    if with_onnx:
+        os.makedirs(os.path.dirname(onnx_path(version_path)), exist_ok=True)
+        convert(version_path, onnx_path(version_path))
+    return version_path
+
+
+def open_model(args: argparse.Namespace, folder: str):
+    """The version to benchmark: (runner, its model folder, crop size, what it is). The
+    repository's newest version; with ``--crop-size`` and a version of another size (or none),
+    a stand-in of that size written to ``folder``."""
+    from dfdetect.serving.models import list_versions
+    from dfdetect.training.config import ModelConfig
+
+    base_path = os.path.abspath(os.path.join(args.model_repository, args.model_name))
+    versions = list_versions(base_path)
+    if not versions and not args.crop_size:
+        raise BadInputError(f"no model in {os.path.join(args.model_repository, args.model_name)}: "
+                            "run `make train export` first (or give --crop-size for an untrained stand-in)")
+    other = ""
+    if versions:
+        version_path = os.path.join(base_path, str(versions[-1]))
+        runner, size = _open_version(args.backend, version_path)
+        what = f"{args.model_name} version {versions[-1]} in {args.model_repository}"
+        if not args.crop_size or size == args.crop_size:
+            return runner, base_path, size, what
+        runner.close()
+        other = f"; {what} takes {size} px crops"
+    log.info("writing an untrained %d px stand-in model ...", args.crop_size)
+    version_path = write_stand_in(os.path.join(folder, "repository"), args.model_name, args.crop_size,
+                                  args.backend == "onnx")
+    runner, size = _open_version(args.backend, version_path)
+    return runner, os.path.dirname(version_path), size, (
+        f"an untrained {ModelConfig().backbone} with the training defaults' head at {size} px, exported as "
+        f"the contract says (a stand-in with the compute of a trained model of that size{other})")
+
+
+def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="dfdetect-bench-serve-") as tmp:
+        runner, base_path, size, what = open_model(args, tmp)
+        try:
+            return measure_and_report(args, runner, base_path, size, what, tmp)
+        finally:
+            runner.close()
+
+
+def measure_and_report(args: argparse.Namespace, runner, base_path: str, size: int, what: str, tmp: str) -> int:
+    crops, source = load_crops(args.runs_dir, size)
+    print(f"model: {what}; backend {args.backend}, crops {size}x{size} px ({source})")
     print(f"machine: {os.cpu_count()} CPU core(s), shared by the clients and the server; load average "
           f"{_load_average()} (other work on the machine skews every figure)")
     print(f"in process: batch sizes {', '.join(map(str, IN_PROCESS_BATCHES))}; {args.warmup} untimed calls, then "
@@ -532,72 +683,75 @@ def run(args: argparse.Namespace) -> int:
         in_process.append(m)
         print(f"  batch {batch_size}: {m.images_per_second:.1f} images/s, p50 {m.p50_ms:.2f} ms")
         sys.stdout.flush()
-    runner.close()
-    del runner
-    gc.collect()
     best_row = max(in_process, key=lambda m: m.images_per_second)
-    batch1 = in_process[0]
 
     requests = grpc_requests(args.model_name, crops)
     bodies = rest_bodies(crops)
     served: list[Measurement] = []
     most_clients = max([*args.concurrency, *args.rest_concurrency, *args.unbatched_concurrency])
+    slice_seconds = args.seconds / SLICES
 
-    def level(server, transport: str, batching: str, clients: int) -> None:
+    def level(server: ServerProcess, transport: str, batching: str, clients: int) -> None:
+        """One served row, in slices, each after a slice of its in-process baseline(s)."""
         row = Measurement(transport, batching, clients)
+        references = [best_row.batch_size] + ([1] if clients == 1 and best_row.batch_size != 1 else [])
+        row.references = {b: Measurement("in-process", "-", 1, b) for b in references}
         if transport == "gRPC":
             factory = grpc_client_factory(server.grpc_port, requests)
         else:
             factory = rest_client_factory(server.rest_port, args.model_name, bodies)
-        drive(row, factory, args.seconds, args.warmup,
-              batch_counts(server, args.model_name) if batching == "on" else None)
+        for i in range(SLICES):
+            for batch_size, reference in row.references.items():
+                measure_in_process(runner, crops, batch_size, slice_seconds, 1, into=reference)
+            drive(row, factory, slice_seconds, args.warmup if i == 0 else 1,
+                  server.batch_counts if batching == "on" else None)
         served.append(row)
         print(f"  {transport} batching {batching}, {clients} client(s): {row.images_per_second:.1f} images/s, "
-              f"p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms"
+              f"p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms, "
+              f"{_ratio(row, best_row.batch_size):.2f}x of in-process batch {best_row.batch_size}"
               + (f", mean batch {row.mean_batch:.1f}" if math.isfinite(row.mean_batch) else "")
               + (f", {row.errors} error(s)" if row.errors else ""))
         sys.stdout.flush()
 
-    with tempfile.TemporaryDirectory(prefix="dfdetect-bench-serve-") as tmp:
-        batching_path = batching_file(args, tmp)
+    batching_path = batching_file(args, tmp)
+    print()
+    print(f"served by python -m dfdetect.serving in its own process, batching on (max_batch_size "
+          f"{args.max_batch_size}, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads "
+          f"{args.num_batch_threads}, max_enqueued_batches {args.max_enqueued_batches}): batch-1 requests, "
+          f"{args.warmup} untimed per client, then {SLICES} slices of {slice_seconds:.2g} s per level, each "
+          f"after a slice of in-process batch {best_row.batch_size} ...")
+    sys.stdout.flush()
+    server = ServerProcess(args, base_path, tmp, batching_path, most_clients)
+    try:
+        check_answers(server.grpc_port, server.rest_port, args.model_name, requests[0], bodies[0])
+        for clients in args.concurrency:
+            level(server, "gRPC", "on", clients)
+        for clients in args.rest_concurrency:
+            level(server, "REST", "on", clients)
+    finally:
+        server.stop()
+
+    if args.unbatched_concurrency:
         print()
-        print(f"served, batching on (max_batch_size {args.max_batch_size}, batch_timeout_micros "
-              f"{args.batch_timeout_micros}, num_batch_threads {args.num_batch_threads}, max_enqueued_batches "
-              f"{args.max_enqueued_batches}): batch-1 requests, {args.warmup} untimed per client, then about "
-              f"{args.seconds:g} s per level ...")
+        print("served, batching off ...")
         sys.stdout.flush()
-        server = start_server(args, base_path, batching_path, most_clients)
+        server = ServerProcess(args, base_path, tmp, None, most_clients)
         try:
             check_answers(server.grpc_port, server.rest_port, args.model_name, requests[0], bodies[0])
-            for clients in args.concurrency:
-                level(server, "gRPC", "on", clients)
-            for clients in args.rest_concurrency:
-                level(server, "REST", "on", clients)
+            for transport in ("gRPC", "REST"):
+                for clients in args.unbatched_concurrency:
+                    level(server, transport, "off", clients)
         finally:
             server.stop()
-        del server
-        gc.collect()
-
-        if args.unbatched_concurrency:
-            print()
-            print("served, batching off ...")
-            sys.stdout.flush()
-            server = start_server(args, base_path, None, most_clients)
-            try:
-                check_answers(server.grpc_port, server.rest_port, args.model_name, requests[0], bodies[0])
-                for transport in ("gRPC", "REST"):
-                    for clients in args.unbatched_concurrency:
-                        level(server, transport, "off", clients)
-            finally:
-                server.stop()
 
     print()
     print(f"load average at the end: {_load_average()}")
     report_in_process(in_process)
-    print(f"best in process: batch {best_row.batch_size}, {best_row.images_per_second:.1f} images/s; "
-          f"batch 1 p50 {batch1.p50_ms:.2f} ms")
-    report_served(served, best_row.images_per_second)
-    report_targets(best_row, batch1, served, in_process, args.max_batch_size)
+    print(f"best in the sweep: batch {best_row.batch_size}, {best_row.images_per_second:.1f} images/s; "
+          f"batch 1 p50 {in_process[0].p50_ms:.2f} ms (served rows are compared with their own interleaved "
+          f"in-process figures, column in-proc b{best_row.batch_size})")
+    report_served(served, best_row.batch_size)
+    report_targets(best_row, served, in_process, args.max_batch_size)
     return 0
 
 

@@ -55,14 +55,19 @@ def _get_json(url: str):
         return None
 
 
-def _status(rest_port: int, model: str) -> str | None:
-    """The newest AVAILABLE version of the model on the local server, or None."""
+def version_states(rest_port: int, model: str) -> list[dict] | None:
+    """The model's ``model_version_status`` entries on the local server's REST port, or None
+    while the server does not answer (or does not know the model yet)."""
     body = _get_json(f"http://127.0.0.1:{rest_port}/v1/models/{model}")
     try:
-        versions = body["model_version_status"]
+        return list(body["model_version_status"])
     except (TypeError, KeyError):
         return None
-    available = [v["version"] for v in versions if v["state"] == "AVAILABLE"]
+
+
+def _status(rest_port: int, model: str) -> str | None:
+    """The newest AVAILABLE version of the model on the local server, or None."""
+    available = [v["version"] for v in version_states(rest_port, model) or [] if v["state"] == "AVAILABLE"]
     return max(available, key=int) if available else None
 
 
