@@ -26,6 +26,7 @@ import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import blank_frames, face_frames, start_server
+from dfdetect.bench import free_port
 from dfdetect.client import ClientError, DeepfakeClient, RetryPolicy
 from dfdetect.client.cli import add_predict_parser, collect_inputs
 from dfdetect.client.client import pack_requests
@@ -196,12 +197,6 @@ def flaky_rest_proxy(upstream_port: int, fail_posts: int, status: int = 503):
         httpd.server_close()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- results --------------------------------------------------------------------------------------
