@@ -44,7 +44,10 @@ def add_predict_parser(sub) -> None:
                         f"localhost:{REST_PORT} with --rest)")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="served model name")
-    p.add_argument("--model-version", type=int, help="ask for this version (default: the server's choice)")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--model-version", type=int, help="ask for this version (default: the server's choice)")
+    pin.add_argument("--version-label", metavar="LABEL",
+                     help="ask for the version the server's config labels so, e.g. stable or canary")
     p.add_argument("--json", action="store_true", help="print JSON (per input, frame and face) instead of a table")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames sampled per video, evenly spaced")
     p.add_argument("--per-second", action="store_true", help="sample one frame per second instead of --frames")
@@ -106,8 +109,8 @@ def _client(args):
     try:
         return DeepfakeClient(
             args.server, args.model_name, transport="rest" if args.rest else "grpc", version=args.model_version,
-            timeout=args.timeout, retries=args.retries, tls=args.tls, root_certificates=args.root_certs,
-            private_key=args.client_key, certificate_chain=args.client_cert, model_card=args.model_card,
+            version_label=args.version_label, timeout=args.timeout, retries=args.retries, tls=args.tls,
+            root_certificates=args.root_certs,            private_key=args.client_key, certificate_chain=args.client_cert, model_card=args.model_card,
             threshold=args.threshold, strategy=args.strategy, frames=args.frames, per_second=args.per_second,
             input_format="pixels" if args.pixels else "jpeg")
     except ClientError as e:

@@ -669,6 +669,29 @@ def test_cli_table_and_exit_status(server, folder, capsys):
     assert "UNAVAILABLE" in capsys.readouterr().err
 
 
+def test_cli_pins_a_labelled_version(model, folder, tmp_path, capsys):
+    """--version-label asks for the version the server's config labels so (canary rollouts)."""
+    _, _, base = model
+    config = tmp_path / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "deepfake" base_path: "{base}" model_platform: "tensorflow" '
+                      'model_version_policy { specific { versions: 1 } } version_labels { key: "stable" value: 1 } } }\n')
+    srv = start_server(model_config_file=str(config), model_name="")
+    try:
+        for transport in ([], ["--rest"]):
+            port = srv.rest_port if transport else srv.grpc_port
+            target = ["--server", f"127.0.0.1:{port}", *transport, "--no-progress"]
+            assert run_cli([folder / "face.jpg", *target, "--version-label", "stable", "--threshold", 0]) == 0
+            assert capsys.readouterr().out.splitlines()[1].split()[4] == "deepfake:1"
+            assert run_cli([folder / "face.jpg", *target, "--version-label", "canary"]) == 2
+            err = capsys.readouterr().err
+            assert "INVALID_ARGUMENT" in err and "canary" in err, err
+    finally:
+        srv.stop()
+    with pytest.raises(SystemExit):
+        run_cli([folder / "face.jpg", "--model-version", 1, "--version-label", "stable"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_cli_collects_folders_recursively(folder):
     names = [Path(p).relative_to(folder).as_posix() for p, error in collect_inputs([folder, folder / "face.jpg"])]
     assert names == ["face.jpg", "clips/blank.mp4", "clips/corrupt.mp4", "clips/day1/face.mp4"]
