@@ -307,6 +307,30 @@ def test_model_server_down_is_503(media):
         assert response.json()["error"]["status"] == "UNAVAILABLE"
 
 
+def test_readiness_answers_in_time_when_the_model_server_hangs():
+    """A model server that accepts connections but never answers: each probe answers 503 within
+    READY_SECONDS, and probes share one check instead of piling up behind the client's deadline."""
+    from dfdetect.web.app import READY_SECONDS
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes handshakes; nobody ever reads or answers
+        settings = WebSettings(server=f"127.0.0.1:{silent.getsockname()[1]}", threshold=0.5, timeout=30)
+        with WebServer(create_app(settings)) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+            for _ in range(3):
+                started = time.monotonic()
+                ready = c.get("/readyz")
+                took = time.monotonic() - started
+                assert ready.status_code == 503, ready.text
+                assert ready.json()["error"] == {
+                    "status": "UNAVAILABLE",
+                    "message": f"the model server at {settings.server} did not answer within {READY_SECONDS:g} s"}
+                assert took < READY_SECONDS + 1.5, took
+            checks = [t for t in threading.enumerate() if t.name == "readyz"]
+            assert len(checks) == 1, checks
+            assert c.get("/healthz").status_code == 200
+
+
 def test_settings_from_environment_and_flags(monkeypatch):
     from dfdetect.cli import build_parser
 
