@@ -77,7 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.bench import fill_batch, positive_ints, positive_ints_or_none, run_benchmark
+from dfdetect.bench import fill_batch, free_port, positive_ints, positive_ints_or_none, run_benchmark
 from dfdetect.contract import INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError, DfdetectError
 
@@ -357,8 +357,6 @@ class ServerProcess:
 
     def __init__(self, args: argparse.Namespace, base_path: str, folder: str, batching_path: str | None,
                  clients: int):
-        from dfdetect.bench import free_port
-
         self.model_name = args.model_name
         self.grpc_port, self.rest_port = free_port(), free_port()
         monitoring = Path(folder) / "monitoring.config"
