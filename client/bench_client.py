@@ -3,8 +3,9 @@ per face of each request format.
 
 What it measures, on one generated video (by default 10 s of 1920x1080 at 30 fps, 300 frames,
 showing a real photographed face, scikit-image's astronaut, that pans slowly across a plain
-background: ``bench_prepare``'s video, written with ``frames.write_video``), against the newest
-version of ``--model-name`` in ``--model-repository`` (exit status 2 without one):
+background: ``bench_prepare``'s video, made by ``dfdetect.bench.render_frames`` and written with
+``frames.write_video``), against the newest version of ``--model-name`` in ``--model-repository``
+(exit status 2 without one):
 
 * "ours": ``DeepfakeClient.analyze_video`` exactly as a media backend calls it, over gRPC to the
   local ``ModelServer`` started in this process on a free loopback port (SavedModel backend,
@@ -75,10 +76,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.bench import naive_frames, run_benchmark
+from dfdetect.bench import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames, run_benchmark
 from dfdetect.contract import INPUT_BYTES, INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_BYTES, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError
-from dfdetect.training.bench_prepare import FACE_HEIGHT_FRACTION
 
 
 TARGET_SECONDS = 3.0
@@ -201,7 +201,7 @@ def float32_request(model_name: str, crop: np.ndarray):
 def run_naive(detector, stub, twin_name: str, path: Path, size: int, margin: float) -> Run:
     """Every frame read; one per second detected at full resolution, one MTCNN call per frame;
     one float32 Predict per face."""
-    from dfdetect.training.faces import crop_face
+    from dfdetect.faces.crops import crop_face
 
     started = time.perf_counter()
     detection = encode = rpc = 0.0
@@ -244,7 +244,7 @@ def request_sizes(crops: list[np.ndarray], model_name: str) -> Sizes:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    from dfdetect.training.records import encode_jpeg
+    from dfdetect.faces.crops import encode_jpeg
 
     def request(signature: str, alias: str, value: np.ndarray, name: str = model_name) -> int:
         r = predict_pb2.PredictRequest()
@@ -277,8 +277,8 @@ def request_sizes(crops: list[np.ndarray], model_name: str) -> Sizes:
 
 def sample_crops(detector, path: Path, frames: int, margin: float, size: int) -> list[np.ndarray]:
     """The crops the client cuts from the video (same frames, same code), at crop size ``size``."""
-    from dfdetect.training.faces import faces_in_frames
-    from dfdetect.training.frames import read_video_frames
+    from dfdetect.faces.detection import faces_in_frames
+    from dfdetect.faces.frames import read_video_frames
 
     crops, batch = [], []
     for frame in read_video_frames(path, frames=frames):
@@ -294,7 +294,7 @@ def sample_crops(detector, path: Path, frames: int, margin: float, size: int) ->
 # --- command line and report ------------------------------------------------------------------
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from dfdetect.training.frames import DEFAULT_FRAMES
+    from dfdetect.faces.frames import DEFAULT_FRAMES
 
     parser = argparse.ArgumentParser(
         prog="python -m dfdetect.client.bench_client",
@@ -350,10 +350,9 @@ def report_sizes(all_sizes: list[Sizes], served: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dfdetect.serving.models import list_versions
-    from dfdetect.training.bench_prepare import locate_face, render_frames
-    from dfdetect.training.demo import face_photographs
-    from dfdetect.training.faces import FaceDetector
-    from dfdetect.training.frames import probe_video, write_video
+    from dfdetect.faces.detection import FaceDetector
+    from dfdetect.faces.frames import probe_video, write_video
+    from dfdetect.samples import face_photographs
 
     base_path = os.path.abspath(os.path.join(args.model_repository, args.model_name))
     versions = list_versions(base_path)
@@ -467,7 +466,7 @@ def ours_name(frames: int | None, overlap: bool) -> str:
 
 def report(args, rows: dict[str, Run], sizes: list[Sizes]) -> None:
     from dfdetect.client.client import DEFAULT_OVERLAP
-    from dfdetect.training.frames import DEFAULT_FRAMES
+    from dfdetect.faces.frames import DEFAULT_FRAMES
 
     print()
     print(f"load average at the end: {load_average()}; seconds per video, best of {args.repeats} run(s) per row")

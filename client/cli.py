@@ -15,10 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from dfdetect.cli import HelpFormatter
+from dfdetect.cliformat import HelpFormatter
 from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT
-from dfdetect.training.aggregate import STRATEGIES
-from dfdetect.training.frames import DEFAULT_FRAMES, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from dfdetect.faces.aggregate import STRATEGIES
+from dfdetect.faces.frames import DEFAULT_FRAMES, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 

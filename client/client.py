@@ -8,7 +8,7 @@
         payload = result.to_dict()                         # the shape DESIGN.md fixes
 
 Faces are found and cut exactly as data preparation cut the training crops, by the same code
-(``dfdetect.training.frames`` and ``dfdetect.training.faces``): frames sampled evenly (or one per
+(``dfdetect.faces``: frames, detection, crops): frames sampled evenly (or one per
 second), the resize rule, MTCNN on the resized frame, a square crop with margin cut from the
 full-resolution frame and resized to S x S, S read from the served model's metadata. The crops
 of one input go to the server in as few Predict calls as the request size limit allows, as JPEG
@@ -22,7 +22,7 @@ request in flight, one model version, the same errors). It is off by default: me
 It can pay where requests take long and cost the client nothing but waiting: a remote, busy or
 slow-linked server. Every result carries ``timings`` (:class:`StageTimes`) to tell.
 
-Scores are combined the way evaluation combines them (``dfdetect.training.aggregate``): a frame
+Scores are combined the way evaluation combines them (``dfdetect.faces.aggregate``): a frame
 is as suspicious as its most suspicious face; a video's score comes from its frame scores by the
 ``mean`` or ``confident`` strategy; the verdict is ``fake`` when that score reaches the decision
 threshold, else ``real``; ``no_face`` when no face is found in any sampled frame (no score is
@@ -52,11 +52,10 @@ from dfdetect.client.transport import (DEFAULT_TIMEOUT, REQUEST_OVERHEAD, GrpcTr
 from dfdetect.contract import (DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT,
                                SIGNATURE_BYTES, SIGNATURE_PIXELS)
 from dfdetect.errors import MediaError
-from dfdetect.training.aggregate import STRATEGIES, video_score
-from dfdetect.training.config import EvalConfig
-from dfdetect.training.faces import Face, FaceDetector, faces_in_frames
-from dfdetect.training.frames import (DEFAULT_FRAMES, Frame, decode_image, media_kind, read_image_frame,
-                                      read_video_frames, resize_frame)
+from dfdetect.faces.aggregate import DEFAULT_STRATEGY, STRATEGIES, video_score
+from dfdetect.faces.detection import Face, FaceDetector, faces_in_frames
+from dfdetect.faces.frames import (DEFAULT_FRAMES, Frame, decode_image, media_kind, read_image_frame,
+                                   read_video_frames, resize_frame)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ NO_FACE = "no_face"
 VERDICTS = (FAKE, REAL, NO_FACE)
 
 DEFAULT_THRESHOLD = 0.5  # without a model card or an explicit threshold
-DEFAULT_STRATEGY = EvalConfig.video_strategy  # the evaluation stage's default
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one Predict request; gRPC's customary message size
 INPUT_FORMATS = ("jpeg", "pixels")
 TRANSPORTS = ("grpc", "rest")
@@ -669,7 +667,7 @@ class _Scoring:
 
     def _send(self, start: int, end: int) -> None:
         """Score faces[start:end] in as few requests as the size limit allows."""
-        from dfdetect.training.records import encode_jpeg
+        from dfdetect.faces.crops import encode_jpeg
 
         if self._failed.is_set():  # an earlier chunk failed: the caller raises its error
             return

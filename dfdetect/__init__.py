@@ -1,7 +1,8 @@
 """dfdetect: a deepfake detector for face images and videos.
 
 The stage folders of the repository map onto this package: ``dfdetect.training`` is
-``training/``, ``dfdetect.export`` is ``export/``, and so on.
+``training/``, ``dfdetect.export`` is ``export/``, and so on. What several stages share lives
+here: the model contract, the face pipeline (``dfdetect.faces``), errors and logging.
 """
 
 import os

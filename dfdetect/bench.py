@@ -1,19 +1,27 @@
-"""Pieces every benchmark (``make bench-*``) shares: its entry point, batches, size lists, ports."""
+"""Pieces every benchmark (``make bench-*``) shares: its entry point, batches, size lists, ports,
+the naive way of reading a video and the generated video of a face."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from dfdetect.errors import BadInputError, DfdetectError
 from dfdetect.logs import configure_logging
 
+if TYPE_CHECKING:
+    from dfdetect.faces.detection import FaceDetector
+
 log = logging.getLogger("dfdetect.bench")
+
+FACE_HEIGHT_FRACTION = 0.28  # face box height / frame height: about 300 px in a 1080p frame
+BACKGROUND = (118, 118, 118)  # plain grey around the photograph
 
 
 def run_benchmark(parse_args, run, argv=None) -> int:
@@ -54,7 +62,7 @@ def naive_frames(path: str | Path, frames: int | None = None, per_second: bool =
     to RGB at full resolution: ``(index, rgb)``."""
     import cv2
 
-    from dfdetect.training.frames import sample_indices
+    from dfdetect.faces.frames import sample_indices
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -80,3 +88,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def locate_face(detector: FaceDetector, photo: np.ndarray) -> tuple[int, int, int, int]:
+    """The face box of the photograph, found with the benchmark's detector."""
+    found = detector.detect([photo])[0]
+    if not found:
+        raise RuntimeError("the detector found no face in the packaged photograph")
+    return found[0].box
+
+
+def render_frames(photo: np.ndarray, box, count: int, width: int, height: int):
+    """Frames of the photograph with its face about FACE_HEIGHT_FRACTION of the frame high,
+    panning slowly left to right (and a little up and down) over a plain background."""
+    import cv2
+
+    x, y, w, h = box
+    fx, fy = x + w / 2, y + h / 2
+    scale = FACE_HEIGHT_FRACTION * height / h
+    for i in range(count):
+        t = i / max(1, count - 1)
+        cx = width * (0.35 + 0.30 * t)
+        cy = height * (0.45 + 0.03 * math.sin(2 * math.pi * t))
+        matrix = np.float32([[scale, 0, cx - scale * fx], [0, scale, cy - scale * fy]])
+        yield cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=BACKGROUND)

@@ -16,16 +16,6 @@ from dfdetect.logs import configure_logging
 log = logging.getLogger("dfdetect")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every subcommand's help: defaults shown where there is one (not for flags that are off, nor
-    for options whose absence the help itself explains)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from dfdetect.training.cli import add_evaluate_parser, add_prepare_parser, add_train_parser
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from dfdetect.cli import HelpFormatter
+from dfdetect.cliformat import HelpFormatter
 from dfdetect.contract import DEFAULT_MODEL_NAME
 from dfdetect.errors import BadInputError
 

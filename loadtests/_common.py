@@ -46,9 +46,9 @@ from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_PORT
 # greenlet: greenlets share one thread, so a module imported by one greenlet while another one
 # is still importing it (a worker receiving its first users during start-up) is seen half-built.
 import mtcnn  # noqa: E402,F401  (TensorFlow and the face detector)
-from dfdetect.training.demo import face_boxes, face_photographs  # noqa: E402
-from dfdetect.training.faces import crop_face  # noqa: E402
-from dfdetect.training.records import encode_jpeg  # noqa: E402
+from dfdetect.faces.crops import crop_face, encode_jpeg  # noqa: E402
+import dfdetect.faces.detection  # noqa: E402,F401  (face_boxes' detector, imported here as well)
+from dfdetect.samples import face_boxes, face_photographs  # noqa: E402
 
 import _summary  # noqa: E402
 

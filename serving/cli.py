@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dfdetect.cli import HelpFormatter
+from dfdetect.cliformat import HelpFormatter
 
 
 def add_serve_parser(sub) -> None:

@@ -20,14 +20,14 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def photos():
-    from dfdetect.training.demo import face_photographs
+    from dfdetect.samples import face_photographs
 
     return dict(face_photographs())
 
 
 @pytest.fixture(scope="session")
 def detector():
-    from dfdetect.training.faces import FaceDetector
+    from dfdetect.faces.detection import FaceDetector
 
     return FaceDetector()
 
@@ -52,7 +52,7 @@ def blank_frames(count: int, size=(320, 240)) -> list[np.ndarray]:
 def write_dfdc(root: Path, videos: dict[str, dict], frames: dict[str, list[np.ndarray]] | None = None,
                fps: float = 10.0) -> Path:
     """A DFDC-layout folder: metadata.json plus an mp4 per entry (from ``frames`` or raw bytes)."""
-    from dfdetect.training.frames import write_video
+    from dfdetect.faces.frames import write_video
 
     root.mkdir(parents=True, exist_ok=True)
     for name, content in (frames or {}).items():
@@ -83,7 +83,7 @@ def write_prepared(root: Path, videos: dict[str, tuple[int, str, list[np.ndarray
     ``{video_id: (label, split, crops)}``: one frame per crop, one face per frame."""
     import tensorflow as tf
 
-    from dfdetect.training.faces import Face
+    from dfdetect.faces.detection import Face
     from dfdetect.training.records import face_example
 
     manifest = {"complete": True, "videos_done": len(videos), "videos_expected": len(videos), "videos": {}}

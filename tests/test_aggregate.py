@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dfdetect.training.aggregate import group_scores, video_score
+from dfdetect.faces.aggregate import group_scores, video_score
 
 
 def test_a_frame_scores_as_its_most_suspicious_face():

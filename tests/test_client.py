@@ -32,9 +32,9 @@ from dfdetect.client.cli import add_predict_parser, collect_inputs
 from dfdetect.client.client import pack_requests
 from dfdetect.contract import DEFAULT_CROP_MARGIN, MODEL_CARD_FILE
 from dfdetect.errors import DfdetectError
-from dfdetect.training.aggregate import video_score
-from dfdetect.training.faces import faces_in_frames
-from dfdetect.training.frames import read_frames, write_video
+from dfdetect.faces.aggregate import video_score
+from dfdetect.faces.detection import faces_in_frames
+from dfdetect.faces.frames import read_frames, write_video
 
 FPS = 10.0
 VIDEO_FRAMES = 6
@@ -78,7 +78,7 @@ def reference_scores(path, model, detector, jpeg: bool, frames=VIDEO_FRAMES):
     """Faces cut by the training code itself and scored by the exported model in process: as
     uint8 pixels, or as JPEG (quality 95, like the training records) through the bytes signature."""
     from dfdetect.export.savedmodel import LoadedModel
-    from dfdetect.training.records import encode_jpeg
+    from dfdetect.faces.crops import encode_jpeg
 
     version_dir, card, _ = model
     margin = card.get("crop_margin") or DEFAULT_CROP_MARGIN
@@ -469,7 +469,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_a_cap():
 @pytest.fixture(scope="module")
 def small_batch_detector():
     """Two frames per detector batch: a 6-frame video makes three chunks of crops."""
-    from dfdetect.training.faces import FaceDetector
+    from dfdetect.faces.detection import FaceDetector
 
     return FaceDetector(batch_size=2)
 

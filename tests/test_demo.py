@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 
+from dfdetect.faces.frames import read_video_frames
 from dfdetect.training.datasets import load_dataset
 from dfdetect.training.demo import make_demo_dataset
-from dfdetect.training.frames import read_video_frames
 
 
 def test_demo_dataset_is_dfdc_layout_and_deterministic(tmp_path, detector):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from dfdetect.training.faces import FaceDetector, crop_face, faces_in_frames, square_crop_box
-from dfdetect.training.frames import Frame
+from dfdetect.faces.crops import crop_face, square_crop_box
+from dfdetect.faces.detection import FaceDetector, faces_in_frames
+from dfdetect.faces.frames import Frame
 
 
 def test_mtcnn_finds_the_face_in_a_real_photograph(detector, astronaut):

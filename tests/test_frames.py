@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from dfdetect.errors import MediaError
-from dfdetect.training.frames import (media_kind, probe_video, read_frames, read_image_frame, read_video_frames,
-                                      resize_factor, resize_frame, sample_indices, write_video)
+from dfdetect.faces.frames import (media_kind, probe_video, read_frames, read_image_frame, read_video_frames,
+                                   resize_factor, resize_frame, sample_indices, write_video)
 
 
 @pytest.mark.parametrize("width, factor", [

@@ -26,6 +26,7 @@ def test_wheel_holds_only_the_dfdetect_import_root(wheel):
     for stage in ("training", "export", "serving", "client"):
         assert f"dfdetect/{stage}/__init__.py" in names
     assert "dfdetect/training/prepare.py" in names
+    assert "dfdetect/faces/frames.py" in names  # the shared face pipeline, inside the dfdetect folder
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "dfdetect = dfdetect.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import blank_frames, face_frames, start_server
 from dfdetect.client.client import DeepfakeClient
-from dfdetect.training.frames import write_video
+from dfdetect.faces.frames import write_video
 from dfdetect.web.app import THUMBNAIL_SIZE, create_app
 from dfdetect.web.settings import WebSettings, env_defaults
 

@@ -37,15 +37,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfdetect.bench import naive_frames
+from dfdetect.bench import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
-from dfdetect.training.demo import face_photographs
-from dfdetect.training.faces import FaceDetector, crop_face, faces_in_frames
-from dfdetect.training.frames import DEFAULT_FRAMES, probe_video, read_video_frames, write_video
+from dfdetect.faces.crops import crop_face
+from dfdetect.faces.detection import FaceDetector, faces_in_frames
+from dfdetect.faces.frames import DEFAULT_FRAMES, probe_video, read_video_frames, write_video
+from dfdetect.samples import face_photographs
 
 TARGET_SPEEDUP = 3.0
-FACE_HEIGHT_FRACTION = 0.28  # face box height / frame height: about 300 px in a 1080p frame
-BACKGROUND = (118, 118, 118)  # plain grey around the photograph
 
 
 @dataclass
@@ -67,31 +66,6 @@ class Run:
     @property
     def faces_per_second(self) -> float:
         return self.faces / self.seconds if self.seconds > 0 else math.inf
-
-
-# --- the video --------------------------------------------------------------------------------
-
-def locate_face(detector: FaceDetector, photo: np.ndarray) -> tuple[int, int, int, int]:
-    """The face box of the photograph, found with the benchmark's detector."""
-    found = detector.detect([photo])[0]
-    if not found:
-        raise RuntimeError("the detector found no face in the packaged photograph")
-    return found[0].box
-
-
-def render_frames(photo: np.ndarray, box, count: int, width: int, height: int):
-    """Frames of the photograph with its face about FACE_HEIGHT_FRACTION of the frame high,
-    panning slowly left to right (and a little up and down) over a plain background."""
-    x, y, w, h = box
-    fx, fy = x + w / 2, y + h / 2
-    scale = FACE_HEIGHT_FRACTION * height / h
-    for i in range(count):
-        t = i / max(1, count - 1)
-        cx = width * (0.35 + 0.30 * t)
-        cy = height * (0.45 + 0.03 * math.sin(2 * math.pi * t))
-        matrix = np.float32([[scale, 0, cx - scale * fx], [0, scale, cy - scale * fy]])
-        yield cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=BACKGROUND)
 
 
 # --- the two pipelines ------------------------------------------------------------------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dfdetect.cli import HelpFormatter
+from dfdetect.cliformat import HelpFormatter
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
-from dfdetect.training.faces import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE_SIZE
-from dfdetect.training.frames import DEFAULT_FRAMES
+from dfdetect.faces.detection import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE_SIZE
+from dfdetect.faces.frames import DEFAULT_FRAMES
 
 log = logging.getLogger(__name__)
 

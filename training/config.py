@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from dfdetect.errors import BadInputError
+from dfdetect.faces.aggregate import DEFAULT_STRATEGY
 
 BACKBONES = tuple(f"efficientnet_b{i}" for i in range(8)) + ("resnet50",)
 BALANCE_MODES = ("class_weight", "sample", "none")
@@ -61,7 +62,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    video_strategy: str = "confident"  # mean or confident (DFDC winner's)
+    video_strategy: str = DEFAULT_STRATEGY  # mean or confident (DFDC winner's)
     target_fpr: float = 0.01  # the decision threshold is calibrated for this false-positive rate
     batch_size: int = 64  # inference batch size
 

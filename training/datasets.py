@@ -26,7 +26,7 @@ from pathlib import Path
 
 from dfdetect.contract import FAKE, REAL
 from dfdetect.errors import BadInputError
-from dfdetect.training.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from dfdetect.faces.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 

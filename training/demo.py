@@ -22,8 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dfdetect.faces.frames import write_video
+from dfdetect.samples import face_boxes, face_photographs
 from dfdetect.training.blending import DEMO, self_blend
-from dfdetect.training.frames import write_video
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +33,6 @@ DEFAULT_GROUPS = 40
 DEFAULT_FRAMES = 12
 DEFAULT_FPS = 10.0
 DEFAULT_SIZE = (320, 240)  # width, height
-
-
-def face_photographs() -> list[tuple[str, np.ndarray]]:
-    """Photographs of real faces shipped inside installed packages, as RGB uint8 arrays."""
-    from matplotlib import cbook
-    from skimage import data
-
-    photos = [("astronaut", data.astronaut())]
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        bgr = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
-    photos.append(("grace_hopper", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-    return photos
-
-
-def face_boxes(photos: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
-    """The face box of each photograph, found with the product's detector (one, for all of them)."""
-    from dfdetect.training.faces import FaceDetector
-
-    detector = FaceDetector(min_confidence=0.9)
-    boxes = []
-    for photo in photos:
-        found = detector.detect([photo])[0]
-        if not found:
-            raise RuntimeError("the detector found no face in a packaged photograph")
-        boxes.append(found[0].box)
-    return boxes
 
 
 def _look(photo: np.ndarray, box, rng: np.random.Generator):

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from dfdetect.faces.aggregate import group_scores, video_score
 from dfdetect.training import metrics
-from dfdetect.training.aggregate import group_scores, video_score
 from dfdetect.training.config import RunConfig
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ from tqdm import tqdm
 
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE, label_name
 from dfdetect.errors import BadInputError, MediaError
-from dfdetect.training import faces as face_mod
+from dfdetect.faces import detection as face_mod
+from dfdetect.faces.frames import DEFAULT_FRAMES, read_frames
 from dfdetect.training.datasets import MediaItem, load_dataset
-from dfdetect.training.frames import DEFAULT_FRAMES, read_frames
 from dfdetect.training.splits import DEFAULT_RATIOS, SPLITS, assign_splits, find_leaks, in_shard, parse_ratios
 
 log = logging.getLogger(__name__)

@@ -6,13 +6,10 @@ knows the feature names.
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import tensorflow as tf
 
-from dfdetect.training.faces import Face
-
-JPEG_QUALITY = 95
+from dfdetect.faces.crops import JPEG_QUALITY, encode_jpeg  # noqa: F401 (JPEG_QUALITY: what the crops are stored at)
+from dfdetect.faces.detection import Face
 
 FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),  # JPEG face crop, S x S RGB
@@ -25,13 +22,6 @@ FEATURES = {
     "box": tf.io.FixedLenFeature([4], tf.int64),  # x, y, w, h in original frame pixels
     "group": tf.io.FixedLenFeature([], tf.string),  # source group
 }
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 def _bytes(v: bytes) -> tf.train.Feature:

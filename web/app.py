@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dfdetect import __version__
 from dfdetect.client.errors import ClientError
-from dfdetect.training.records import encode_jpeg
+from dfdetect.faces.crops import encode_jpeg
 from dfdetect.web.media import HEAD_BYTES, sniff
 from dfdetect.web.settings import MB, WebSettings
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from dfdetect.cli import HelpFormatter
+from dfdetect.cliformat import HelpFormatter
 from dfdetect.web.settings import WebSettings, converter, env_defaults, env_name
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, fields
 
 from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT
-from dfdetect.training.frames import DEFAULT_FRAMES
+from dfdetect.faces.frames import DEFAULT_FRAMES
 
 DEFAULT_WEB_PORT = 8080
 MB = 1024 * 1024

@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 STRATEGIES = ("mean", "confident")
+DEFAULT_STRATEGY = "confident"  # evaluation's default (EvalConfig.video_strategy) and the client's
 
 FAKE_CONFIDENT = 0.8  # a frame score above this is confidently fake
 REAL_CONFIDENT = 0.2  # below this, confidently real
@@ -22,7 +23,7 @@ FAKE_SHARE = 0.4  # "enough" confidently fake frames: more than this share of th
 REAL_SHARE = 0.9  # "nearly all" confidently real: more than this share
 
 
-def video_score(scores, strategy: str = "confident") -> float:
+def video_score(scores, strategy: str = DEFAULT_STRATEGY) -> float:
     """One score for a video from its frame scores."""
     s = np.asarray(list(scores), dtype=np.float64)
     if s.size == 0:
