@@ -1,0 +1,151 @@
+"""The ONNX Runtime MTCNN against the mtcnn package it is built from: same faces, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from dfdetect.faces import mtcnn_onnx
+from dfdetect.faces.mtcnn_onnx import OnnxMTCNN, nms
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def scenes(photos) -> list[np.ndarray]:
+    """Frames with the demo faces at several sizes, positions and lightings, on two frame sizes."""
+    out = []
+    rng = np.random.default_rng(3)
+    for name, photo in photos.items():
+        for (width, height), face_share, light in [((640, 360), 0.9, 1.0), ((640, 360), 0.45, 0.55),
+                                                    ((640, 360), 0.3, 1.3), ((320, 240), 0.7, 0.8),
+                                                    ((320, 240), 1.0, 1.0), ((640, 360), 0.6, 0.35)]:
+            scale = height * face_share / photo.shape[0]
+            small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            canvas = np.full((height, width, 3), rng.integers(40, 200), np.uint8)
+            x = int(rng.integers(0, max(1, width - small.shape[1])))
+            y = int(rng.integers(0, max(1, height - small.shape[0])))
+            part = small[:height - y, :width - x]
+            canvas[y:y + part.shape[0], x:x + part.shape[1]] = part
+            out.append(np.clip(canvas.astype(np.float32) * light, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def package_mtcnn():
+    from mtcnn import MTCNN  # the package itself: TensorFlow, only in the test environment
+
+    return MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
+
+
+@pytest.fixture(scope="module")
+def onnx_mtcnn():
+    return OnnxMTCNN()
+
+
+def test_same_faces_as_the_mtcnn_package(photos, package_mtcnn, onnx_mtcnn):
+    frames = scenes(photos)
+    compared = 0
+    for k, frame in enumerate(frames):
+        ours = [(f.box, f.confidence) for f in onnx_mtcnn.detect([frame])[0]]
+        theirs = [(tuple(int(v) for v in f["box"]), float(f["confidence"]))
+                  for f in package_mtcnn.detect_faces([frame], min_face_size=20)[0]]
+        for found, other, who in ((ours, theirs, "ours"), (theirs, ours, "the package's")):
+            for box, confidence in found:
+                if confidence <= 0.9:
+                    continue
+                match = max(other, key=lambda o: iou(box, o[0]), default=None)
+                assert match is not None and iou(box, match[0]) >= 0.9, \
+                    f"frame {k}: {who} face {box} ({confidence:.3f}) has no match in {other}"
+                assert abs(confidence - match[1]) <= 0.01, f"frame {k}: {box} {confidence:.4f} vs {match}"
+                compared += 1
+    assert compared >= len(frames), f"only {compared} faces above 0.9 in {len(frames)} frames with a face"
+
+
+def test_a_batch_finds_what_single_frames_find(photos, onnx_mtcnn):
+    frames = [f for f in scenes(photos) if f.shape[:2] == (360, 640)]
+    batched = onnx_mtcnn.detect(frames)
+    single = [onnx_mtcnn.detect([f])[0] for f in frames]
+    assert [[f.box for f in faces] for faces in batched] == [[f.box for f in faces] for faces in single]
+    for a, b in zip(batched, single):
+        assert np.allclose([f.confidence for f in a], [f.confidence for f in b], atol=1e-5)
+
+
+def test_mixed_frame_sizes_in_one_call(photos, onnx_mtcnn):
+    frames = scenes(photos)
+    assert len({f.shape for f in frames}) == 2
+    assert [[f.box for f in x] for x in onnx_mtcnn.detect(frames)] == \
+           [[f.box for f in onnx_mtcnn.detect([f])[0]] for f in frames]
+
+
+def test_landmarks_lie_in_the_face(photos, onnx_mtcnn):
+    (face,) = onnx_mtcnn.detect([photos["astronaut"]])[0]
+    x, y, w, h = face.box
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    for px, py in face.landmarks:
+        assert x <= px <= x + w and y <= py <= y + h
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+
+
+def test_nothing_in_a_faceless_frame(onnx_mtcnn):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    assert onnx_mtcnn.detect([np.full((360, 640, 3), 128, np.uint8), noise]) == [[], []]
+
+
+def test_bad_images_are_refused(onnx_mtcnn):
+    with pytest.raises(ValueError, match="RGB uint8"):
+        onnx_mtcnn.detect([np.zeros((10, 10), np.uint8)])
+    with pytest.raises(ValueError, match="RGB uint8"):
+        onnx_mtcnn.detect([np.zeros((10, 10, 3), np.float32)])
+
+
+def test_the_graphs_are_valid_onnx():
+    import onnx
+
+    for network in mtcnn_onnx.NETWORKS:
+        onnx.checker.check_model(mtcnn_onnx.build_graph(network), full_check=True)
+    with pytest.raises(ValueError, match="unknown network"):
+        mtcnn_onnx.build_graph("qnet")
+
+
+def test_greedy_nms():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 5, 5]], np.float64)
+    scores = np.array([0.9, 0.95, 0.8, 0.7])
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2, 3]
+    # Over the smaller box, the small box inside the first one goes too.
+    assert nms(boxes, scores, 0.5, "min").tolist() == [1, 2]
+
+
+def test_no_tensorflow_and_the_graphs_cached_on_disk(tmp_path, astronaut):
+    """In a fresh process: faces found with neither TensorFlow nor the mtcnn package imported,
+    the graphs written to the cache once, and read back by the next process."""
+    np.save(tmp_path / "photo.npy", astronaut)
+    script = (
+        "import json, sys, numpy as np\n"
+        "from dfdetect.faces.mtcnn_onnx import OnnxMTCNN\n"
+        f"faces = OnnxMTCNN().detect([np.load({str(tmp_path / 'photo.npy')!r})])[0]\n"
+        "print(json.dumps({'faces': len(faces), 'tensorflow': 'tensorflow' in sys.modules,\n"
+        "                  'mtcnn': 'mtcnn' in sys.modules, 'keras': 'keras' in sys.modules}))\n")
+    env = {**os.environ, mtcnn_onnx.CACHE_ENV: str(tmp_path / "cache")}
+    first = json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                      check=True).stdout)
+    assert first == {"faces": 1, "tensorflow": False, "mtcnn": False, "keras": False}
+    cached = sorted(p.name for p in (tmp_path / "cache" / "mtcnn").glob("*/*.onnx"))
+    assert cached == ["onet.onnx", "pnet.onnx", "rnet.onnx"]
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "mtcnn").glob("*/*.onnx")}
+    second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(second.stdout)["faces"] == 1
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # read, not rebuilt
