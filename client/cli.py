@@ -17,7 +17,8 @@ from pathlib import Path
 
 from dfdetect.cliformat import HelpFormatter
 from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT
-from dfdetect.faces.aggregate import STRATEGIES
+from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, STRATEGIES
+from dfdetect.faces.detection import BACKENDS, DEFAULT_BACKEND, DEFAULT_ENHANCE, ENHANCEMENTS
 from dfdetect.faces.frames import DEFAULT_FRAMES, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,12 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--root-certs", metavar="PEM", help="CA certificates to trust (implies --tls)")
     p.add_argument("--client-cert", metavar="PEM", help="client certificate chain, for mutual TLS")
     p.add_argument("--client-key", metavar="PEM", help="client private key, for mutual TLS")
+    p.add_argument("--min-evidence", type=float, default=DEFAULT_MIN_EVIDENCE,
+                   help="mark a verdict resting on fewer than this share of the sampled frames as low evidence")
+    p.add_argument("--detector", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help="MTCNN on onnxruntime (onnx), or the mtcnn package on TensorFlow (mtcnn, for comparison)")
+    p.add_argument("--enhance", choices=ENHANCEMENTS, default=DEFAULT_ENHANCE,
+                   help="detect faces on a contrast-normalised copy of each frame (clahe) or on the frame (none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_predict_command)
 
@@ -102,6 +109,19 @@ def collect_inputs(paths) -> list[tuple[str, object]]:
     return out
 
 
+def _detector(args):
+    """The face detector the flags ask for (None: the client's default)."""
+    from dfdetect.client.errors import ClientError
+    from dfdetect.faces.detection import FaceDetector
+
+    if (args.detector, args.enhance) == (DEFAULT_BACKEND, DEFAULT_ENHANCE):
+        return None
+    try:
+        return FaceDetector(backend=args.detector, enhance=args.enhance)
+    except RuntimeError as e:
+        raise ClientError("FAILED_PRECONDITION", str(e)) from None
+
+
 def _client(args):
     from dfdetect.client.client import DeepfakeClient
     from dfdetect.client.errors import ClientError
@@ -110,9 +130,10 @@ def _client(args):
         return DeepfakeClient(
             args.server, args.model_name, transport="rest" if args.rest else "grpc", version=args.model_version,
             version_label=args.version_label, timeout=args.timeout, retries=args.retries, tls=args.tls,
-            root_certificates=args.root_certs,            private_key=args.client_key, certificate_chain=args.client_cert, model_card=args.model_card,
+            root_certificates=args.root_certs, private_key=args.client_key, certificate_chain=args.client_cert, model_card=args.model_card,
             threshold=args.threshold, strategy=args.strategy, frames=args.frames, per_second=args.per_second,
-            input_format="pixels" if args.pixels else "jpeg")
+            input_format="pixels" if args.pixels else "jpeg", min_evidence=args.min_evidence,
+            detector=_detector(args))
     except ClientError as e:
         if e.status == "UNAVAILABLE" and args.server is None:
             raise ClientError(e.status, f"{e.message}. Is the local deployment running? Start it with `make deploy`, "
@@ -185,7 +206,8 @@ def render_json(outcome) -> dict:
 
 
 def render_table(outcomes) -> str:
-    """One line per input: verdict, score, faces, frames with a face / sampled, model, source."""
+    """One line per input: verdict (marked when it rests on few frames), score, faces, frames with a
+    face / sampled, model, source; with several people, a line per person below it."""
     from dfdetect.client.errors import ClientError
 
     rows = [("VERDICT", "P(FAKE)", "FACES", "FRAMES", "MODEL", "SOURCE")]
@@ -195,7 +217,12 @@ def render_table(outcomes) -> str:
             continue
         model = f"{o.model_name}:{o.model_version}" if o.model_version is not None else o.model_name
         score = "-" if o.fake_probability is None else f"{o.fake_probability:.4f}"
-        rows.append((o.verdict, score, str(o.faces), f"{o.frames_with_face}/{len(o.frames)}", model, o.source))
+        verdict = f"{o.verdict} (low evidence)" if o.low_evidence else o.verdict
+        rows.append((verdict, score, str(o.faces), f"{o.frames_with_face}/{o.frames_sampled}", model, o.source))
+        if len(o.tracks) > 1:  # which person is fake
+            for t in o.tracks:
+                rows.append((f"  person {t.id + 1}: {t.verdict}", f"{t.fake_probability:.4f}", str(t.frames),
+                             f"{t.frames}/{o.frames_sampled}", "", f"frames {t.first_frame}-{t.last_frame}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     right = {1, 2, 3}  # numbers align right
     lines = []

@@ -8,8 +8,10 @@
         payload = result.to_dict()                         # the shape DESIGN.md fixes
 
 Faces are found and cut exactly as data preparation cut the training crops, by the same code
-(``dfdetect.faces``: frames, detection, crops): frames sampled evenly (or one per
-second), the resize rule, MTCNN on the resized frame, a square crop with margin cut from the
+(``dfdetect.faces``: frames, detection, tracks, crops): frames sampled evenly (or one per
+second), the resize rule, MTCNN on a contrast-normalised copy of the resized frame, faces linked
+into tracks across the sampled frames (a face a little under the threshold between confident
+faces of its track is kept, marked ``rescued``), a square crop with margin cut from the
 full-resolution frame and resized to S x S, S read from the served model's metadata. The crops
 of one input go to the server in as few Predict calls as the request size limit allows, as JPEG
 (the format the training crops were stored in) through ``serve_image_bytes`` by default.
@@ -26,7 +28,9 @@ Scores are combined the way evaluation combines them (``dfdetect.faces.aggregate
 is as suspicious as its most suspicious face; a video's score comes from its frame scores by the
 ``mean`` or ``confident`` strategy; the verdict is ``fake`` when that score reaches the decision
 threshold, else ``real``; ``no_face`` when no face is found in any sampled frame (no score is
-made up). The threshold is, in order: the ``threshold`` argument; the calibrated threshold of the
+made up). Each track (person) gets a verdict of its own from its faces, so a video with two
+people says which face is fake; a verdict resting on fewer than ``min_evidence`` of the sampled
+frames is marked ``low_evidence``. The threshold is, in order: the ``threshold`` argument; the calibrated threshold of the
 model card given as ``model_card``; 0.5. (TensorFlow Serving does not serve the model card, so
 the client cannot fetch it; pass the card, its version folder, or the model's folder of versions.)
 """
@@ -52,8 +56,8 @@ from dfdetect.client.transport import (DEFAULT_TIMEOUT, REQUEST_OVERHEAD, GrpcTr
 from dfdetect.contract import (DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT,
                                SIGNATURE_BYTES, SIGNATURE_PIXELS)
 from dfdetect.errors import MediaError
-from dfdetect.faces.aggregate import DEFAULT_STRATEGY, STRATEGIES, video_score
-from dfdetect.faces.detection import Face, FaceDetector, faces_in_frames
+from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, DEFAULT_STRATEGY, STRATEGIES, low_evidence, video_score
+from dfdetect.faces.detection import Face, FaceDetector, faces_in_frames, select_faces
 from dfdetect.faces.frames import (DEFAULT_FRAMES, Frame, decode_image, media_kind, read_image_frame,
                                    read_video_frames, resize_frame)
 
@@ -84,12 +88,31 @@ class FaceResult:
     box: tuple[int, int, int, int]  # x, y, width, height in the frame's original pixels
     confidence: float  # the detector's confidence that this is a face
     fake_probability: float  # the model's score for the face crop
+    track: int = 0  # the person it belongs to (TrackResult.id)
+    rescued: bool = False  # under the face threshold, kept because its track vouches for it
     # The S x S RGB crop that was scored, when asked for (keep_crops); not part of the output.
     crop: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"box": [int(v) for v in self.box], "confidence": float(self.confidence),
-                "fake_probability": float(self.fake_probability)}
+                "fake_probability": float(self.fake_probability), "track": int(self.track),
+                "rescued": bool(self.rescued)}
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """One person: the faces linked across the sampled frames, and the verdict on them."""
+
+    id: int  # 0, 1, ... in the order the tracks start
+    verdict: str  # "fake" or "real"
+    fake_probability: float  # the track's faces combined by the video strategy
+    frames: int  # sampled frames the verdict rests on (one face of this track in each)
+    first_frame: int  # index of the first and last frame with this track's face
+    last_frame: int
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "verdict": self.verdict, "fake_probability": float(self.fake_probability),
+                "frames": self.frames, "first_frame": self.first_frame, "last_frame": self.last_frame}
 
 
 @dataclass(frozen=True)
@@ -144,6 +167,8 @@ class MediaResult:
     model_version: int | None  # the version that answered; None when nothing was sent (no_face)
     frames: tuple[FrameResult, ...] = field(default_factory=tuple)  # every sampled frame
     strategy: str = DEFAULT_STRATEGY  # how frame scores became the video score
+    tracks: tuple[TrackResult, ...] = field(default_factory=tuple)  # one per person, in order of appearance
+    min_evidence: float = DEFAULT_MIN_EVIDENCE  # share of sampled frames with a face below which it is low evidence
     # Where the time went (not part of the output: it describes this call, not the input).
     timings: StageTimes | None = field(default=None, compare=False, repr=False)
 
@@ -155,12 +180,23 @@ class MediaResult:
     def frames_with_face(self) -> int:
         return sum(1 for f in self.frames if f.faces)
 
+    @property
+    def frames_sampled(self) -> int:
+        return len(self.frames)
+
+    @property
+    def low_evidence(self) -> bool:
+        """A verdict resting on few of the sampled frames (under ``min_evidence`` of them)."""
+        return self.verdict != NO_FACE and low_evidence(self.frames_with_face, self.frames_sampled, self.min_evidence)
+
     def to_dict(self) -> dict:
         """The client output of DESIGN.md, as JSON-ready values."""
         out = {"source": self.source, "kind": self.kind, "verdict": self.verdict}
         if self.fake_probability is not None:
             out["fake_probability"] = float(self.fake_probability)
         out.update(threshold=float(self.threshold), model_name=self.model_name, model_version=self.model_version,
+                   frames_sampled=self.frames_sampled, frames_with_face=self.frames_with_face,
+                   low_evidence=self.low_evidence, tracks=[t.to_dict() for t in self.tracks],
                    frames=[f.to_dict() for f in self.frames])
         return out
 
@@ -308,7 +344,10 @@ class DeepfakeClient:
     - ``overlap``: send the crops of each detector batch while the next frames are decoded and
       detected (one background thread per call), instead of all crops once the video is read.
       More, smaller requests; it pays when requests take long (a remote or busy server).
-    - ``detector``: a :class:`FaceDetector` to use instead of building one.
+    - ``detector``: a :class:`FaceDetector` to use instead of building one (the default: MTCNN on
+      onnxruntime, on a contrast-normalised copy of each frame).
+    - ``min_evidence``: a verdict resting on fewer than this share of the sampled frames (default
+      a quarter) is marked ``low_evidence``.
     """
 
     def __init__(self, target: str | None = None, model_name: str = DEFAULT_MODEL_NAME, *,
@@ -319,7 +358,7 @@ class DeepfakeClient:
                  strategy: str | None = None, margin: float | None = None,
                  frames: int = DEFAULT_FRAMES, per_second: bool = False, input_format: str = "jpeg",
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, overlap: bool = DEFAULT_OVERLAP,
-                 detector: FaceDetector | None = None):
+                 detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE):
         if transport not in TRANSPORTS:
             raise ClientError("INVALID_ARGUMENT", f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
@@ -335,9 +374,13 @@ class DeepfakeClient:
         if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int) or max_request_bytes <= 0:
             raise ClientError("INVALID_ARGUMENT", f"max_request_bytes must be a positive whole number, "
                                                   f"got {max_request_bytes!r}")
+        if isinstance(min_evidence, bool) or not isinstance(min_evidence, (int, float)) or not 0 <= min_evidence <= 1:
+            raise ClientError("INVALID_ARGUMENT", f"min_evidence must be a share of the sampled frames in [0, 1], "
+                                                  f"got {min_evidence!r}")
         _check_frames(frames, per_second)
 
         self.model_name = model_name
+        self.min_evidence = float(min_evidence)
         self.frames = frames
         self.per_second = per_second
         self.input_format = input_format
@@ -524,11 +567,17 @@ class DeepfakeClient:
             except ClientError as e:
                 raise e.for_source(source) from None
 
+        # The candidates were scored with the faces; the tracks decide which of them stay.
+        links = select_faces(self._get_detector(), faces, [i for i, _ in sampled])
         found: dict[int, list[FaceResult]] = {}
-        for face, score in zip(faces, scores):
+        by_track: dict[int, list[tuple[int, float]]] = {}
+        for link in links:
+            face, score = faces[link.index], float(scores[link.index])
             found.setdefault(face.frame_index, []).append(
                 FaceResult(box=tuple(int(v) for v in face.box), confidence=float(face.confidence),
-                           fake_probability=float(score), crop=face.crop if keep_crops else None))
+                           fake_probability=score, track=link.track, rescued=link.rescued,
+                           crop=face.crop if keep_crops else None))
+            by_track.setdefault(link.track, []).append((face.frame_index, score))
         with self._state_lock:  # after scoring: the settings of the version that answered
             threshold, strategy = self.threshold, self.strategy
         frame_results = tuple(FrameResult(index=i, timestamp=t, faces=tuple(found.get(i, ()))) for i, t in sampled)
@@ -538,13 +587,20 @@ class DeepfakeClient:
             verdict = FAKE if score >= threshold else REAL
         else:
             score, verdict = None, NO_FACE
+        tracks = []
+        for track_id, members in sorted(by_track.items()):
+            track_score = video_score([s for _, s in members], strategy)
+            tracks.append(TrackResult(id=track_id, verdict=FAKE if track_score >= threshold else REAL,
+                                      fake_probability=track_score, frames=len(members),
+                                      first_frame=min(i for i, _ in members), last_frame=max(i for i, _ in members)))
         times.total = time.perf_counter() - started
         log.debug("%s: %d frames, %d faces; decode %.3f s, detection %.3f s, encode %.3f s, requests %.3f s "
                   "(%d), waiting %.3f s, total %.3f s", source, len(sampled), len(faces), times.decode,
                   times.detection, times.encode, times.requests, times.predict_calls, times.waiting, times.total)
         return MediaResult(source=source, kind=kind, verdict=verdict, fake_probability=score, threshold=threshold,
-                           model_name=self.metadata.name, model_version=version if faces else None,
-                           frames=frame_results, strategy=strategy, timings=times)
+                           model_name=self.metadata.name, model_version=version if links else None,
+                           frames=frame_results, strategy=strategy, tracks=tuple(tracks),
+                           min_evidence=self.min_evidence, timings=times)
 
     def _get_detector(self) -> FaceDetector:
         with self._detector_lock:
@@ -563,7 +619,7 @@ class DeepfakeClient:
         def flush():
             t0 = time.perf_counter()
             with self._detector_lock:  # MTCNN is not safe to call from two threads at once
-                found, _ = faces_in_frames(detector, batch, margin, size)
+                found, _ = faces_in_frames(detector, batch, margin, size, candidates=True)
             times.detection += time.perf_counter() - t0
             batch.clear()
             scoring.add(found)

@@ -56,13 +56,14 @@ class FootageSpec:
 
 FOOTAGE = {
     "clean": FootageSpec(),
+    "two_people": FootageSpec(people=2, face_height=80),
     "dark": FootageSpec(luminance=40, contrast=0.35, noise=6),
     "dark_small": FootageSpec(luminance=40, contrast=0.35, noise=6, face_height=40),
     "dark_moving": FootageSpec(luminance=40, contrast=0.35, noise=6, moving=True),
     "dark_two_people": FootageSpec(people=2, luminance=40, contrast=0.35, noise=6, face_height=80),
     "dark_faceless": FootageSpec(people=0, luminance=40, contrast=0.35, noise=6),
 }
-HARD_FOOTAGE = tuple(name for name in FOOTAGE if name != "clean")
+HARD_FOOTAGE = tuple(name for name in FOOTAGE if name.startswith("dark"))
 MOTION_BLUR = 5  # pixels of horizontal motion blur on moving faces
 
 

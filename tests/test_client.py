@@ -229,11 +229,19 @@ def test_video_per_face_per_frame_and_per_video_results(client, media, model, de
     assert result.fake_probability == pytest.approx(video_score(frame_scores, card["video_strategy"]))
     assert result.verdict == ("fake" if result.fake_probability >= result.threshold else "real")
 
+    # One person, in every frame: one track, whose verdict rests on every frame.
+    (track,) = result.tracks
+    assert (track.id, track.frames, track.first_frame, track.last_frame) == (0, VIDEO_FRAMES, 0, VIDEO_FRAMES - 1)
+    assert track.fake_probability == pytest.approx(video_score(frame_scores, card["video_strategy"]))
+    assert {f.track for fr in result.frames for f in fr.faces} == {0}
+    assert (result.frames_sampled, result.frames_with_face, result.low_evidence) == (VIDEO_FRAMES, VIDEO_FRAMES, False)
+
     doc = json.loads(json.dumps(result.to_dict()))
     assert list(doc) == ["source", "kind", "verdict", "fake_probability", "threshold", "model_name",
-                         "model_version", "frames"]
+                         "model_version", "frames_sampled", "frames_with_face", "low_evidence", "tracks", "frames"]
     assert list(doc["frames"][0]) == ["index", "timestamp", "fake_probability", "faces"]
-    assert list(doc["frames"][0]["faces"][0]) == ["box", "confidence", "fake_probability"]
+    assert list(doc["frames"][0]["faces"][0]) == ["box", "confidence", "fake_probability", "track", "rescued"]
+    assert list(doc["tracks"][0]) == ["id", "verdict", "fake_probability", "frames", "first_frame", "last_frame"]
     assert doc["model_version"] == 1 and len(doc["frames"][0]["faces"][0]["box"]) == 4
 
 

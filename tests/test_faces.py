@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dfdetect.faces.crops import crop_face, square_crop_box
-from dfdetect.faces.detection import FaceDetector, faces_in_frames
+from dfdetect.faces.detection import FaceDetector, enhance, faces_in_frames
 from dfdetect.faces.frames import Frame
 
 
@@ -75,6 +75,45 @@ def test_detector_rejects_bad_settings():
         FaceDetector(min_confidence=1.5)
     with pytest.raises(ValueError, match="min_face_size"):
         FaceDetector(min_face_size=4)
+    with pytest.raises(ValueError, match="unknown detector backend 'haar'; expected one of onnx, mtcnn"):
+        FaceDetector(backend="haar")
+    with pytest.raises(ValueError, match="unknown enhancement 'hdr'"):
+        FaceDetector(enhance="hdr")
+    with pytest.raises(ValueError, match="candidate_confidence must be in"):
+        FaceDetector(candidate_confidence=0.5)
+    assert FaceDetector(candidate_confidence=None).candidate_confidence == 0.95
+
+
+def test_enhancement_lifts_a_dim_flat_frame_and_leaves_the_original(astronaut):
+    dim = (astronaut.astype(np.float32) * 0.3 + 10).astype(np.uint8)
+    before = dim.copy()
+    lifted = enhance(dim, "clahe")
+    assert lifted.shape == dim.shape and lifted.dtype == np.uint8
+    assert lifted.std() > 1.5 * dim.std() and lifted.mean() > dim.mean()
+    assert np.array_equal(dim, before), "the frame itself is not touched: crops are cut from it"
+    assert enhance(dim, "none") is dim
+    with pytest.raises(ValueError, match="unknown enhancement"):
+        enhance(dim, "hdr")
+
+
+def test_candidates_go_below_the_face_threshold(astronaut):
+    detector = FaceDetector(min_confidence=0.999, candidate_confidence=0.85)
+    dim = (astronaut.astype(np.float32) * 0.25).astype(np.uint8)
+    (candidates,) = detector.candidates([dim])
+    assert candidates and all(c.confidence >= 0.85 for c in candidates)
+    (faces,) = detector.detect([dim])
+    assert all(f.confidence >= 0.999 for f in faces) and len(faces) <= len(candidates)
+
+
+def test_the_mtcnn_package_backend_finds_the_same_face(detector, astronaut):
+    """Kept for comparison: the mtcnn package itself (TensorFlow) behind the same settings."""
+    package = FaceDetector(backend="mtcnn", enhance="none")
+    ours = FaceDetector(enhance="none")
+    (theirs,), (mine,) = package.detect([astronaut]), ours.detect([astronaut])
+    assert len(theirs) == len(mine) == 1
+    assert np.abs(np.subtract(theirs[0].box, mine[0].box)).max() <= 2  # pixels
+    assert theirs[0].confidence == pytest.approx(mine[0].confidence, abs=0.01)
+    assert package.settings()["detector"] == "mtcnn" and ours.settings()["detector"] == "onnx"
 
 
 def test_faces_are_cut_from_the_full_resolution_frame(detector, astronaut):

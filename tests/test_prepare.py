@@ -58,6 +58,12 @@ def test_manifest_counts_and_problems(prepared):
     total_faces = sum(e["faces"]["real"] + e["faces"]["fake"] for e in manifest["splits"].values())
     assert total_faces == sum(v["faces"] for v in videos.values())
     assert manifest["label_convention"] == {"0": "real", "1": "fake"}
+    # Which detector made the crops, and how.
+    assert {k: manifest["settings"][k] for k in ("detector", "enhance", "min_confidence", "candidate_confidence")} \
+        == {"detector": "onnx", "enhance": "clahe", "min_confidence": 0.95, "candidate_confidence": 0.85}
+    assert manifest["detector"]["backend"] == "onnx" and manifest["detector"]["enhance"] == "clahe"
+    assert {"denoise_sigma", "clahe_clip", "clahe_tiles"} <= set(manifest["detector"])
+    assert all(videos[f"real{g}.mp4"]["tracks"] == 1 for g in range(3)), "one person per demo video"
 
 
 def test_records_carry_labels_and_stay_in_their_split(prepared):
@@ -100,6 +106,32 @@ def test_resume_with_other_settings_is_refused(dataset, tmp_path):
     run_prepare(_config(dataset, out), progress=False)
     with pytest.raises(BadInputError, match="crop_size 96 -> 128"):
         run_prepare(PrepareConfig(data=str(dataset), out=str(out), frames=4, crop_size=128, workers=1))
+    # Other detector settings make other crops: refused the same way.
+    base = _config(dataset, out)
+    for change, message in [({"enhance": "none"}, "enhance 'clahe' -> 'none'"),
+                            ({"detector": "mtcnn"}, "detector 'onnx' -> 'mtcnn'"),
+                            ({"candidate_confidence": 0.95}, "candidate_confidence 0.85 -> 0.95")]:
+        with pytest.raises(BadInputError, match=message):
+            run_prepare(PrepareConfig(**{**base.__dict__, **change}), progress=False)
+
+
+def test_folders_prepared_before_the_detector_was_recorded(dataset, tmp_path):
+    """A folder from before: its crops came from the mtcnn package without enhancement."""
+    out = tmp_path / "out"
+    run_prepare(_config(dataset, out), progress=False)
+    saved = json.loads((out / "prepare_config.json").read_text())
+    for key in ("detector", "enhance", "candidate_confidence"):
+        del saved[key]
+    (out / "prepare_config.json").write_text(json.dumps(saved))
+    with pytest.raises(BadInputError, match="detector 'mtcnn' -> 'onnx'"):
+        run_prepare(_config(dataset, out), progress=False)
+
+
+def test_bad_detector_settings(dataset, tmp_path):
+    for change, message in [({"detector": "haar"}, "--detector"), ({"enhance": "hdr"}, "--enhance"),
+                            ({"candidate_confidence": 0.5}, "--candidate-confidence")]:
+        with pytest.raises(BadInputError, match=message):
+            run_prepare(PrepareConfig(**{**_config(dataset, tmp_path / "x").__dict__, **change}), progress=False)
 
 
 def test_shards_merge_into_the_whole_dataset(dataset, prepared, tmp_path):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from dfdetect.cliformat import HelpFormatter
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
-from dfdetect.faces.detection import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE_SIZE
+from dfdetect.faces.detection import (BACKENDS, DEFAULT_BACKEND, DEFAULT_CANDIDATE_CONFIDENCE, DEFAULT_ENHANCE,
+                                     DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE_SIZE, ENHANCEMENTS)
 from dfdetect.faces.frames import DEFAULT_FRAMES
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,14 @@ def add_prepare_parser(sub) -> None:
     p.add_argument("--crop-size", type=int, default=DEFAULT_CROP_SIZE, help="side of the square face crops, pixels")
     p.add_argument("--margin", type=float, default=DEFAULT_CROP_MARGIN, help="margin around a face, fraction per side")
     p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, help="MTCNN confidence threshold")
+    p.add_argument("--candidate-confidence", type=float, default=DEFAULT_CANDIDATE_CONFIDENCE,
+                   help="faces down to this confidence are kept where a confident face of the same track "
+                        "comes before and after them (a face dim for a frame)")
+    p.add_argument("--detector", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help="MTCNN on onnxruntime (onnx), or the mtcnn package on TensorFlow (mtcnn, for comparison)")
+    p.add_argument("--enhance", choices=ENHANCEMENTS, default=DEFAULT_ENHANCE,
+                   help="detect on a contrast-normalised copy of each frame (clahe), or on the frame (none); "
+                        "crops are cut from the original pixels either way")
     p.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE, help="smallest face to detect, pixels")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest face of each frame")
     p.add_argument("--split", default="8:1:1", help="train:val:test ratio, by video")
@@ -59,7 +68,8 @@ def run_prepare_command(args) -> int:
     config = PrepareConfig(
         data=data, out=out, layout=args.layout, frames=args.frames, per_second=args.per_second,
         crop_size=args.crop_size, margin=args.margin, min_confidence=args.min_confidence,
-        min_face_size=args.min_face_size, largest_only=args.largest_only, ratios=args.split,
+        min_face_size=args.min_face_size, largest_only=args.largest_only, detector=args.detector,
+        enhance=args.enhance, candidate_confidence=args.candidate_confidence, ratios=args.split,
         seed=args.seed, workers=args.workers, shard=args.shard, num_shards=args.num_shards,
     )
     manifest = run_prepare(config, progress=not args.no_progress)

@@ -59,6 +59,10 @@ class PrepareConfig:
     min_confidence: float = face_mod.DEFAULT_MIN_CONFIDENCE  # (crops) detector threshold
     min_face_size: int = face_mod.DEFAULT_MIN_FACE_SIZE  # (crops) smallest face, in pixels
     largest_only: bool = False  # (crops) keep only the largest face of a frame
+    detector: str = face_mod.DEFAULT_BACKEND  # (crops) MTCNN on onnx (onnxruntime) or mtcnn (the package)
+    enhance: str = face_mod.DEFAULT_ENHANCE  # (crops) the copy faces are detected on: clahe or none
+    # (crops) candidates down to this confidence are kept where their track vouches for them
+    candidate_confidence: float = face_mod.DEFAULT_CANDIDATE_CONFIDENCE
     ratios: tuple[float, float, float] = DEFAULT_RATIOS  # train:val:test weights
     seed: int = 0  # split seed
     workers: int = 0  # worker processes; 0 = one per core
@@ -68,7 +72,13 @@ class PrepareConfig:
     def crop_settings(self) -> dict:
         return {k: getattr(self, k) for k in ("frames", "per_second", "crop_size", "margin",
                                               "min_confidence", "min_face_size", "largest_only",
+                                              "detector", "enhance", "candidate_confidence",
                                               "ratios", "seed", "layout")}
+
+    def detector_settings(self) -> dict:
+        return {"min_confidence": self.min_confidence, "min_face_size": self.min_face_size,
+                "largest_only": self.largest_only, "backend": self.detector, "enhance": self.enhance,
+                "candidate_confidence": self.candidate_confidence}
 
     def validate(self) -> None:
         if self.frames < 1:
@@ -79,6 +89,13 @@ class PrepareConfig:
             raise BadInputError(f"--margin must be between 0 and 2 (fraction of the face per side), got {self.margin}")
         if not 0 <= self.min_confidence <= 1:
             raise BadInputError(f"--min-confidence must be in [0, 1], got {self.min_confidence}")
+        if not 0.8 <= self.candidate_confidence <= 1:
+            raise BadInputError(f"--candidate-confidence must be in [0.8, 1] (MTCNN reports faces above 0.8), "
+                                f"got {self.candidate_confidence}")
+        if self.detector not in face_mod.BACKENDS:
+            raise BadInputError(f"--detector must be one of {', '.join(face_mod.BACKENDS)}, got {self.detector!r}")
+        if self.enhance not in face_mod.ENHANCEMENTS:
+            raise BadInputError(f"--enhance must be one of {', '.join(face_mod.ENHANCEMENTS)}, got {self.enhance!r}")
         if self.workers < 0:
             raise BadInputError(f"--workers must be >= 0 (0 = one per core), got {self.workers}")
         self.ratios = parse_ratios(self.ratios)
@@ -101,25 +118,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # --- per-video work (runs in worker processes) -----------------------------------------------
 
 _detector: face_mod.FaceDetector | None = None
+_detector_settings: dict | None = None
 
 
 def _init_worker(config: PrepareConfig, threads: int | None = None) -> None:
     """Build this process's detector once (reused while its settings stay the same).
 
-    In a worker process ``threads`` keeps TensorFlow and OpenCV to that many threads, so that
-    the workers, not their thread pools, share the cores; in-process runs leave them alone.
+    In a worker process ``threads`` keeps the detector (onnxruntime or TensorFlow) and OpenCV to
+    that many threads, so that the workers, not their thread pools, share the cores; in-process
+    runs leave them alone.
     """
-    global _detector
+    global _detector, _detector_settings
     if threads is not None:
         import cv2
-        import tensorflow as tf
 
         cv2.setNumThreads(threads)
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    settings = (config.min_confidence, config.min_face_size, config.largest_only)
-    if _detector is None or (_detector.min_confidence, _detector.min_face_size, _detector.largest_only) != settings:
-        _detector = face_mod.FaceDetector(*settings)
+    settings = config.detector_settings()
+    if _detector is None or _detector_settings != settings:
+        _detector = face_mod.FaceDetector(threads=threads or 0, **settings)
+        _detector_settings = settings
 
 
 def _chunks(items, size: int):
@@ -142,18 +159,22 @@ def process_item(item: MediaItem, split: str, config: PrepareConfig) -> dict:
     key = video_key(item.video_id)
     status = {"video_id": item.video_id, "path": item.path, "label": item.label, "group": item.group,
               "kind": item.kind, "split": split, "record": None, "frames": 0,
-              "frames_without_face": 0, "faces": 0, "error": None}
+              "frames_without_face": 0, "faces": 0, "faces_rescued": 0, "tracks": 0, "error": None}
     started = time.perf_counter()
     try:
-        faces, empty, frames = [], [], 0
-        # Frames stream through in detector-sized chunks, so a long video never sits in memory.
+        candidates, sampled = [], []
+        # Frames stream through in detector-sized chunks, so a long video never sits in memory
+        # (only its face crops do, until its tracks decide which candidates to keep).
         for chunk in _chunks(read_frames(item.path, frames=config.frames, per_second=config.per_second),
                              _detector.batch_size):
-            frames += len(chunk)
-            found, none = face_mod.faces_in_frames(_detector, chunk, config.margin, config.crop_size)
-            faces += found
-            empty += none
-        status.update(frames=frames, frames_without_face=len(empty), faces=len(faces))
+            sampled += [frame.index for frame in chunk]
+            found, _ = face_mod.faces_in_frames(_detector, chunk, config.margin, config.crop_size, candidates=True)
+            candidates += found
+        frames = len(sampled)
+        faces = face_mod.kept_faces(candidates, face_mod.select_faces(_detector, candidates, sampled))
+        with_face = len({f.frame_index for f in faces})
+        status.update(frames=frames, frames_without_face=frames - with_face, faces=len(faces),
+                      faces_rescued=sum(f.rescued for f in faces), tracks=len({f.track for f in faces}))
         if faces:
             record = out / split / f"{key}.tfrecord"
             tmp = record.with_name(f".{record.name}.tmp-{os.getpid()}")
@@ -179,11 +200,15 @@ def process_item(item: MediaItem, split: str, config: PrepareConfig) -> dict:
 
 # --- the run ----------------------------------------------------------------------------
 
+# What folders prepared before the detector settings were recorded were made with.
+EARLIER_DETECTOR = {"detector": "mtcnn", "enhance": "none", "candidate_confidence": None}
+
+
 def _check_resume(out: Path, config: PrepareConfig) -> None:
     path = out / CONFIG_FILE
     settings = json.loads(json.dumps(config.crop_settings()))  # tuples -> lists, as stored
     if path.is_file():
-        previous = json.loads(path.read_text())
+        previous = {**EARLIER_DETECTOR, **json.loads(path.read_text())}
         changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
         if changed:
             detail = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
@@ -302,13 +327,15 @@ def write_manifest(config: PrepareConfig, dataset, plan) -> dict:
             entry["videos"][name] += 1
             entry["faces"][name] += st["faces"]
             entry["records"].append(st["record"])
-        videos[vid] = {k: st[k] for k in ("split", "label", "group", "kind", "frames",
-                                          "frames_without_face", "faces", "record")}
+        videos[vid] = {k: st.get(k, 0) for k in ("split", "label", "group", "kind", "frames",
+                                                 "frames_without_face", "faces", "faces_rescued", "tracks",
+                                                 "record")}
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": {"name": dataset.name, "layout": dataset.layout, "root": dataset.root,
                     "items": len(dataset.items)},
         "settings": json.loads(json.dumps(config.crop_settings())),
+        "detector": face_mod.describe(config.detector, config.enhance),
         "label_convention": {"0": "real", "1": "fake"},
         "complete": len(statuses) == len(expected),
         "videos_expected": len(expected),

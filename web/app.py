@@ -69,6 +69,9 @@ class FaceOut(BaseModel):
     box: list[int] = Field(description="x, y, width, height in the frame's original pixels")
     confidence: float = Field(description="the face detector's confidence")
     fake_probability: float = Field(description="the model's probability that this face is fake")
+    track: int = Field(description="the person this face belongs to (an id in tracks)")
+    rescued: bool = Field(description="a face a little under the detector's threshold, kept because confident "
+                                      "faces of its track come before and after it")
     thumbnail: str | None = Field(None, description="the face crop as a small JPEG data URL (with thumbnails=true)")
 
 
@@ -79,6 +82,15 @@ class FrameOut(BaseModel):
     faces: list[FaceOut]
 
 
+class TrackOut(BaseModel):
+    id: int = Field(description="0, 1, ... in the order the people appear")
+    verdict: str = Field(description="fake or real, for this person's face")
+    fake_probability: float = Field(description="this person's faces combined by the video strategy")
+    frames: int = Field(description="sampled frames this verdict rests on")
+    first_frame: int
+    last_frame: int
+
+
 class AnalyzeResult(BaseModel):
     source: str = Field(description="the uploaded file's name")
     kind: str = Field(description="image or video")
@@ -87,6 +99,10 @@ class AnalyzeResult(BaseModel):
     threshold: float = Field(description="the decision threshold used")
     model_name: str
     model_version: int | None = Field(description="the version that answered; null when nothing was sent")
+    frames_sampled: int = Field(description="frames sampled (1 for an image)")
+    frames_with_face: int = Field(description="sampled frames in which a face was found")
+    low_evidence: bool = Field(description="the verdict rests on few of the sampled frames (under a quarter)")
+    tracks: list[TrackOut] = Field(description="one per person: which face is fake")
     frames: list[FrameOut]
 
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 STRATEGIES = ("mean", "confident")
+DEFAULT_MIN_EVIDENCE = 0.25  # a verdict on fewer than this share of the sampled frames is low evidence
 DEFAULT_STRATEGY = "confident"  # evaluation's default (EvalConfig.video_strategy) and the client's
 
 FAKE_CONFIDENT = 0.8  # a frame score above this is confidently fake
@@ -48,3 +49,8 @@ def group_scores(video_ids, frame_indices, face_scores) -> dict[str, dict[int, f
         frames = out[vid]
         frames[int(frame)] = max(float(score), frames.get(int(frame), -np.inf))
     return dict(out)
+
+
+def low_evidence(frames_with_face: int, frames_sampled: int, min_evidence: float = DEFAULT_MIN_EVIDENCE) -> bool:
+    """Whether a verdict rests on too few frames: faces in fewer than ``min_evidence`` of those sampled."""
+    return frames_with_face < min_evidence * frames_sampled

@@ -66,19 +66,38 @@ function analyze(file) {
 }
 
 const VERDICT_TEXT = { fake: "Likely fake", real: "Likely real", no_face: "No face found" };
+const LOW_EVIDENCE_TEXT = { fake: "Possibly fake (low evidence)", real: "Not enough evidence" };
+
+function renderPeople(result) {
+  // One line per person when there are several: which face is fake.
+  const people = $("people");
+  people.replaceChildren();
+  show("people-block", result.tracks.length > 1);
+  for (const track of result.tracks) {
+    const item = document.createElement("li");
+    item.dataset.verdict = track.verdict;
+    item.textContent = "Person " + (track.id + 1) + ": " + VERDICT_TEXT[track.verdict] + " (" +
+      track.fake_probability.toFixed(3) + ", " + track.frames + " frame" + (track.frames === 1 ? "" : "s") + ")";
+    people.append(item);
+  }
+}
 
 function render(result) {
   show("progress", false);
   const verdict = $("verdict");
-  verdict.textContent = VERDICT_TEXT[result.verdict] || result.verdict;
-  verdict.dataset.verdict = result.verdict;
+  verdict.textContent = result.low_evidence ? LOW_EVIDENCE_TEXT[result.verdict] : VERDICT_TEXT[result.verdict] || result.verdict;
+  verdict.dataset.verdict = result.low_evidence ? "low_evidence" : result.verdict;
+  show("evidence", result.low_evidence);
+  $("evidence").textContent = result.low_evidence ?
+    "A face was found in only " + result.frames_with_face + " of " + result.frames_sampled +
+    " sampled frames: too few to judge this video with confidence. Review it by eye." : "";
   $("score").textContent = result.fake_probability === undefined ? "–" : result.fake_probability.toFixed(3);
   $("threshold").textContent = result.threshold.toFixed(3);
   $("model").textContent = result.model_name + (result.model_version === null ? "" : " version " + result.model_version);
   $("source").textContent = result.source + " (" + result.kind + ")";
-  const withFace = result.frames.filter((f) => f.faces.length > 0).length;
-  $("frames").textContent = withFace + " of " + result.frames.length + " sampled frame" +
-    (result.frames.length === 1 ? "" : "s") + " with a face";
+  $("frames").textContent = result.frames_with_face + " of " + result.frames_sampled + " sampled frame" +
+    (result.frames_sampled === 1 ? "" : "s") + " with a face";
+  renderPeople(result);
   renderFaces(result);
   show("timeline-block", result.kind === "video");
   if (result.kind === "video") renderTimeline(result);
@@ -102,7 +121,9 @@ function renderFaces(result) {
       }
       const caption = document.createElement("figcaption");
       caption.textContent = face.fake_probability.toFixed(3) +
-        (result.kind === "video" ? " · " + frame.timestamp.toFixed(1) + " s" : "");
+        (result.kind === "video" ? " · " + frame.timestamp.toFixed(1) + " s" : "") +
+        (result.tracks.length > 1 ? " · person " + (face.track + 1) : "") + (face.rescued ? " · dim" : "");
+      if (face.rescued) caption.title = "found a little under the detector's threshold, kept because the same face is found with confidence before and after";
       figure.append(caption);
       faces.append(figure);
     }
