@@ -38,7 +38,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client k8s-validate loadtest web browser clean
+.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-faces k8s-validate loadtest web browser clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -124,8 +124,11 @@ bench-serve: install ## served gRPC/REST throughput and latency vs in-process (b
 	$(BIN)/python -m dfdetect.serving.bench_serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND) \
 		$(if $(SERVE_CROP),--crop-size $(SERVE_CROP))
 
-bench-client: install ## seconds per 10 s 1080p video (decode/detection/RPC) vs the naive pipeline; request bytes per face
+bench-client: install ## seconds per 10 s 1080p video (decode/detection/RPC) vs the naive pipeline and the mtcnn package; request bytes per face
 	$(BIN)/python -m dfdetect.client.bench_client
+
+bench-faces: install ## face detection ms/frame on one core (ONNX Runtime vs the mtcnn package); recall on generated hard footage
+	$(BIN)/python -m benchmarks.faces
 
 k8s-validate: install ## render every k8s overlay and validate each object offline against the Kubernetes schemas
 	$(BIN)/python k8s/validate.py

@@ -1,0 +1,32 @@
+"""make bench-faces end to end, briefly: every speed row and every footage measured.
+
+Figures are not judged here (the benchmark prints them); this checks that each pipeline was
+timed, that every generated video was scored for both pipelines, and that the targets are stated.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from dfdetect.samples import FOOTAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_faces_measures_every_pipeline_and_footage():
+    run = subprocess.run([sys.executable, "-m", "benchmarks.faces", "--frames", "4", "--rounds", "1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    out = run.stdout
+    assert run.returncode == 0, run.stdout + run.stderr
+    speeds = dict(re.findall(r"^  (before: mtcnn package \(TensorFlow\)|ONNX Runtime, same settings|ours: ONNX Runtime"
+                             r" \+ enhancement)\s+([\d.]+) ms/frame", out, re.M))
+    assert len(speeds) == 3 and all(float(v) > 0 for v in speeds.values()), out
+    for case in FOOTAGE:
+        line = next((x for x in out.splitlines() if x.startswith(f"  {case} ")), None)
+        assert line is not None and line.count("false") == 2, (case, out)
+    assert re.search(r"^target: ours >= 4x faster per frame .*: (PASS|MISS)$", out, re.M), out
+    assert re.search(r"^target: hard footage recall .*: (PASS|MISS)$", out, re.M), out
+    assert re.search(r"^target: no false face on the faceless footage: \d+ .*: (PASS|MISS)$", out, re.M), out
