@@ -38,6 +38,7 @@ from dfdetect.faces.frames import read_frames, write_video
 
 FPS = 10.0
 VIDEO_FRAMES = 6
+FEW_FACES_FRAMES = 12  # few_faces.mp4: a face in its first 2 frames only
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -57,6 +58,8 @@ def media(tmp_path_factory, photos):
     root = tmp_path_factory.mktemp("media")
     write_video(root / "face.mp4", face_frames(photos["astronaut"], VIDEO_FRAMES), FPS)
     write_video(root / "blank.mp4", blank_frames(VIDEO_FRAMES), FPS)
+    # A face in the first 2 of 12 frames only: a verdict on little evidence.
+    write_video(root / "few_faces.mp4", face_frames(photos["astronaut"], 2) + blank_frames(FEW_FACES_FRAMES - 2), FPS)
     still = face_frames(photos["grace_hopper"], 1)[0]
     cv2.imwrite(str(root / "face.jpg"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(root / "face.png"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
@@ -302,6 +305,162 @@ def test_sampling_per_second_and_frame_count(client, media):
     assert len(client.analyze_video(media / "face.mp4", frames=3).frames) == 3
     # 6 frames at 10 fps: under one second, one sampled frame.
     assert [f.index for f in client.analyze_video(media / "face.mp4", per_second=True).frames] == [0]
+
+
+# --- people and evidence ----------------------------------------------------------------------------
+
+PEOPLE_FRAMES = 8  # frames of the two-person video, all of them sampled
+PEOPLE_SIZE = (640, 360)
+BRIGHTNESS_GAIN = 60.0  # logit per unit of mean crop brightness (0..1) away from the midpoint
+
+
+def brightness_model(midpoint: float, gain: float, size: int = 32):
+    """A Keras model (no training) whose logit is ``(mean crop brightness / 255 - midpoint) * gain``:
+    its score for a face is known in advance, so a test can decide which person looks fake."""
+    import keras
+
+    inputs = keras.Input((size, size, 3), dtype="uint8", name="images")
+    x = keras.layers.Rescaling(1 / 255, name="to_unit")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="brightness")(x)
+    dense = keras.layers.Dense(1, name="logit")
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([np.full((3, 1), gain / 3, np.float32), np.array([-gain * midpoint], np.float32)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def two_people(tmp_path_factory):
+    """The generated two-person video (astronaut on the left, Grace Hopper on the right) as mp4,
+    its true face boxes, and the mean brightness of each person's true-box crop per frame."""
+    from dfdetect.faces.crops import crop_face
+    from dfdetect.samples import footage
+
+    made = footage("two_people", frames=PEOPLE_FRAMES, size=PEOPLE_SIZE, seed=0)
+    path = tmp_path_factory.mktemp("two-people") / "two_people.mp4"
+    write_video(path, made.frames, FPS)
+    crops = np.array([[crop_face(frame, box, DEFAULT_CROP_MARGIN, 32) for box in boxes]
+                      for frame, boxes in zip(made.frames, made.faces)])  # [frame, person, S, S, 3]
+    return path, made, crops
+
+
+@pytest.fixture(scope="module")
+def people_server(two_people, tmp_path_factory):
+    """One server with two brightness models: ``bright`` (a bright face is fake) and ``dark`` (a
+    dark one is). Yields the server and, per model, each person's mean score on the true-box crops
+    (as the exported model scores them in process)."""
+    from dfdetect.export.savedmodel import LoadedModel, write_savedmodel
+
+    _, made, crops = two_people
+    brightness = crops.reshape(*crops.shape[:2], -1).mean(axis=2)  # [frame, person]
+    astronaut, hopper = brightness[:, 0], brightness[:, 1]
+    # The astronaut's crop (white background in the margin) is clearly brighter than Grace Hopper's.
+    assert astronaut.min() - hopper.max() > 15, (astronaut, hopper)
+    midpoint = (astronaut.mean() + hopper.mean()) / 2 / 255
+    repo = tmp_path_factory.mktemp("people-repo")
+    config = repo / "models.config"
+    config.write_text("model_config_list { " + " ".join(
+        f'config {{ name: "{name}" base_path: "{repo / name}" model_platform: "tensorflow" }}'
+        for name in ("bright", "dark")) + " }\n")
+    expected = {}
+    for name, gain in (("bright", BRIGHTNESS_GAIN), ("dark", -BRIGHTNESS_GAIN)):
+        write_savedmodel(brightness_model(midpoint, gain), 1.0, str(repo / name / "1"))
+        scores = LoadedModel(str(repo / name / "1")).pixels(crops.reshape(-1, 32, 32, 3))
+        expected[name] = np.asarray(scores).reshape(len(made.frames), 2).mean(axis=0)  # per person
+    srv = start_server(model_config_file=str(config), model_name="")
+    yield srv, expected
+    srv.stop()
+
+
+def person_of(face, true_boxes) -> int:
+    """The person whose true face box is nearest the detected face (and near it)."""
+    x, y, w, h = face.box
+    distances = [math.hypot(x + w / 2 - (bx + bw / 2), y + h / 2 - (by + bh / 2)) for bx, by, bw, bh in true_boxes]
+    person = int(np.argmin(distances))
+    assert distances[person] < 0.3 * true_boxes[person][2], (face.box, true_boxes)
+    return person
+
+
+@pytest.mark.parametrize("model_name, fake_person", [("bright", 0), ("dark", 1)])
+def test_a_video_with_two_people_says_which_face_is_fake(people_server, two_people, detector, model_name,
+                                                          fake_person):
+    path, made, _ = two_people
+    srv, expected_scores = people_server
+    expected = expected_scores[model_name]
+    assert abs(expected[0] - expected[1]) > 0.7, expected  # the model tells the two people apart
+    threshold = float(expected.mean())  # halfway between the two people's scores
+    assert made.faces[0][0][0] < PEOPLE_SIZE[0] / 2 < made.faces[0][1][0]  # astronaut left, Grace Hopper right
+    with DeepfakeClient(f"127.0.0.1:{srv.grpc_port}", model_name, threshold=threshold,
+                        frames=PEOPLE_FRAMES, detector=detector) as c:
+        result = c.analyze(path)
+
+    assert (result.kind, result.model_name, result.model_version) == ("video", model_name, 1)
+    assert [f.index for f in result.frames] == list(range(PEOPLE_FRAMES))
+    assert (result.frames_sampled, result.frames_with_face, result.low_evidence) == (PEOPLE_FRAMES,) * 2 + (False,)
+    assert len(result.tracks) == 2 and [t.id for t in result.tracks] == [0, 1]
+
+    # Every face lies on one person's true box, and its track is that person's in every frame.
+    person_by_track: dict[int, int] = {}
+    scores = {0: [], 1: []}  # per person, per frame
+    for frame in result.frames:
+        assert len(frame.faces) == 2, f"frame {frame.index}: {frame.faces}"
+        people = [person_of(face, made.faces[frame.index]) for face in frame.faces]
+        assert sorted(people) == [0, 1], f"frame {frame.index}: both faces on one person"
+        for face, person in zip(frame.faces, people):
+            assert person_by_track.setdefault(face.track, person) == person, f"frame {frame.index}: track switched"
+            assert not face.rescued and face.confidence >= 0.95  # clean footage: every face confident
+            scores[person].append(face.fake_probability)
+        # The frame is as suspicious as its most suspicious face: the fake person's.
+        assert frame.fake_probability == max(f.fake_probability for f in frame.faces)
+        assert frame.fake_probability == scores[fake_person][-1]
+    assert sorted(person_by_track) == [0, 1] and sorted(person_by_track.values()) == [0, 1]
+
+    tracks = {person_by_track[t.id]: t for t in result.tracks}
+    for person in (0, 1):
+        track = tracks[person]
+        assert track.verdict == ("fake" if person == fake_person else "real"), (person, track)
+        assert (track.frames, track.first_frame, track.last_frame) == (PEOPLE_FRAMES, 0, PEOPLE_FRAMES - 1)
+        assert track.fake_probability == pytest.approx(video_score(scores[person], result.strategy))
+        # Detected boxes and JPEG crops differ a little from the true-box crops, not by much.
+        assert track.fake_probability == pytest.approx(expected[person], abs=0.15)
+    # The video is fake: its frames' scores are the fake person's.
+    assert result.verdict == "fake"
+    assert result.fake_probability == pytest.approx(tracks[fake_person].fake_probability)
+
+    doc = json.loads(json.dumps(result.to_dict()))
+    assert doc["tracks"] == [t.to_dict() for t in result.tracks] and len(doc["tracks"]) == 2
+    assert {t["verdict"] for t in doc["tracks"]} == {"fake", "real"}
+    assert [[face["track"] for face in frame["faces"]] for frame in doc["frames"]] == \
+        [[face.track for face in frame.faces] for frame in result.frames]
+    assert all(face["rescued"] is False for frame in doc["frames"] for face in frame["faces"])
+
+
+def test_few_frames_with_a_face_are_low_evidence(server, media, detector):
+    target = f"127.0.0.1:{server.grpc_port}"
+    with DeepfakeClient(target, detector=detector, frames=FEW_FACES_FRAMES) as c:
+        result = c.analyze(media / "few_faces.mp4")
+        assert [f.index for f in result.frames] == list(range(FEW_FACES_FRAMES))
+        assert [bool(f.faces) for f in result.frames] == [True, True] + [False] * (FEW_FACES_FRAMES - 2)
+        assert (result.frames_sampled, result.frames_with_face, result.min_evidence) == (FEW_FACES_FRAMES, 2, 0.25)
+        assert result.verdict in ("fake", "real") and result.low_evidence is True  # 2 < 0.25 * 12
+        (track,) = result.tracks
+        assert (track.frames, track.first_frame, track.last_frame) == (2, 0, 1)
+        doc = result.to_dict()
+        assert (doc["frames_sampled"], doc["frames_with_face"], doc["low_evidence"]) == (FEW_FACES_FRAMES, 2, True)
+        # Enough evidence when every frame has a face; a video without a face has no verdict to doubt.
+        assert c.analyze(media / "face.mp4").low_evidence is False
+        blank = c.analyze(media / "blank.mp4")
+        assert (blank.verdict, blank.frames_with_face, blank.low_evidence) == ("no_face", 0, False)
+        assert blank.to_dict()["low_evidence"] is False
+    with DeepfakeClient(target, detector=detector, frames=FEW_FACES_FRAMES, min_evidence=0.1) as c:
+        lenient = c.analyze(media / "few_faces.mp4")
+    assert (lenient.frames_with_face, lenient.low_evidence) == (2, False)  # 2 >= 0.1 * 12
+    assert lenient.fake_probability == pytest.approx(result.fake_probability, abs=1e-6)
+    with DeepfakeClient(target, detector=detector, min_evidence=1.0) as c:  # every frame must show a face
+        assert c.analyze(media / "blank.mp4").low_evidence is False
+    for bad in (1.5, -0.1, True, "a lot"):
+        with pytest.raises(ClientError) as info:
+            DeepfakeClient(target, detector=detector, min_evidence=bad)
+        assert info.value.status == "INVALID_ARGUMENT" and "min_evidence" in info.value.message, info.value
 
 
 # --- bad input --------------------------------------------------------------------------------------
@@ -707,3 +866,38 @@ def test_cli_collects_folders_recursively(folder):
     empty.mkdir(exist_ok=True)
     ((path, error),) = collect_inputs([empty])
     assert error.status == "NOT_FOUND" and "no images or videos" in error.message
+
+
+def test_cli_table_marks_low_evidence_and_shows_each_person(server, people_server, media, two_people, detector,
+                                                             capsys):
+    target = ["--server", f"127.0.0.1:{server.grpc_port}", "--no-progress", "--threshold", 0.5]
+    assert run_cli([media / "few_faces.mp4", media / "face.mp4", *target, "--frames", FEW_FACES_FRAMES]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(("fake (low evidence)", "real (low evidence)")) and lines[1].endswith("few_faces.mp4")
+    assert "2/12" in lines[1].split()
+    assert lines[2].split()[0] in ("fake", "real") and "low evidence" not in lines[2] and lines[2].endswith("face.mp4")
+    assert f"{VIDEO_FRAMES}/{VIDEO_FRAMES}" in lines[2].split()  # a video shorter than --frames: every frame
+    assert not any("person" in line for line in lines)  # one person each: no line per person
+    assert run_cli([media / "few_faces.mp4", *target, "--frames", FEW_FACES_FRAMES, "--min-evidence", 0.1]) == 0
+    assert "low evidence" not in capsys.readouterr().out
+
+    # Two people: the video's line, then a line per person saying which one is fake.
+    srv, expected = people_server
+    path, _, _ = two_people
+    threshold = float(expected["bright"].mean())
+    with DeepfakeClient(f"127.0.0.1:{srv.grpc_port}", "bright", threshold=threshold, frames=PEOPLE_FRAMES,
+                        detector=detector) as c:
+        result = c.analyze(path)
+    assert run_cli([path, "--server", f"127.0.0.1:{srv.grpc_port}", "--model-name", "bright", "--threshold",
+                    threshold, "--frames", PEOPLE_FRAMES, "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:5] == ["fake", f"{result.fake_probability:.4f}", str(2 * PEOPLE_FRAMES),
+                                    f"{PEOPLE_FRAMES}/{PEOPLE_FRAMES}", "bright:1"] and lines[1].endswith(path.name)
+    people = [re.fullmatch(r"\s+person (\d+): (fake|real)\s+([\d.]+)\s+(\d+)\s+(\d+)/(\d+)\s+frames (\d+)-(\d+)", line)
+              for line in lines[2:4]]
+    assert all(people), lines
+    assert [m.groups() for m in people] == [
+        (str(t.id + 1), t.verdict, f"{t.fake_probability:.4f}", str(PEOPLE_FRAMES), str(PEOPLE_FRAMES),
+         str(PEOPLE_FRAMES), "0", str(PEOPLE_FRAMES - 1)) for t in result.tracks]
+    assert sorted(m.group(2) for m in people) == ["fake", "real"]
+    assert lines[4].startswith("1 input: 1 fake, 0 real")

@@ -19,11 +19,14 @@ import pytest
 from conftest import blank_frames, face_frames, start_server
 from dfdetect.client.client import DeepfakeClient
 from dfdetect.faces.frames import write_video
+from dfdetect.samples import footage
 from dfdetect.web.app import THUMBNAIL_SIZE, create_app
 from dfdetect.web.settings import WebSettings, env_defaults
 
 FRAMES = 6  # sampled per video by the web front in these tests
 VIDEO_FRAMES = 20
+SAMPLED = [0, 4, 8, 11, 15, 19]  # the frames of a VIDEO_FRAMES video that the web front samples
+FACE_FRAMES_OF_FEW = 2  # few_faces.mp4: a face in its first 2 frames only, so in 1 of the 6 sampled
 FPS = 10
 LIMIT_MB = 1.0
 CHROMIUM = os.environ.get("DFDETECT_CHROMIUM", "/usr/bin/chromium")
@@ -44,6 +47,11 @@ def media(tmp_path_factory, photos):
     root = tmp_path_factory.mktemp("web-media")
     write_video(root / "face.mp4", face_frames(photos["astronaut"], VIDEO_FRAMES), FPS)
     write_video(root / "blank.mp4", blank_frames(VIDEO_FRAMES), FPS)
+    write_video(root / "few_faces.mp4", face_frames(photos["astronaut"], FACE_FRAMES_OF_FEW) +
+                blank_frames(VIDEO_FRAMES - FACE_FRAMES_OF_FEW), FPS)
+    write_video(root / "two_people.mp4", footage("two_people", frames=VIDEO_FRAMES, size=(640, 360), seed=0).frames, FPS)
+    for name in ("few_faces.mp4", "two_people.mp4"):
+        assert (root / name).stat().st_size < LIMIT_MB * 1024 * 1024, f"{name} must fit the upload limit"
     still = face_frames(photos["grace_hopper"], 1)[0]
     cv2.imwrite(str(root / "face.jpg"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
     (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
@@ -161,6 +169,56 @@ def test_thumbnails_are_the_face_crops_small(http, media, direct):
                              cv2.IMREAD_COLOR)
         assert image is not None and max(image.shape[:2]) == min(THUMBNAIL_SIZE, direct.crop_size)
         assert image.std() > 10, "a thumbnail should show a face, not a flat patch"
+
+
+def assert_same(got, expected, path="result"):
+    """Two results' JSON alike: the same keys, lists and values (floats to 1e-6)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and list(got) == list(expected), f"{path}: keys {list(got)} != {list(expected)}"
+        for key in expected:
+            assert_same(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), f"{path}: {got} != {expected}"
+        for i, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, abs=1e-6), f"{path}: {got} != {expected}"
+    else:
+        assert got == expected and type(got) is type(expected), f"{path}: {got!r} != {expected!r}"
+
+
+@pytest.mark.parametrize("name", ["few_faces.mp4", "two_people.mp4", "face.mp4"])
+def test_evidence_and_people_are_the_clients(http, media, direct, name):
+    response = upload(http, media / name)
+    assert response.status_code == 200, response.text
+    got = response.json()
+    for key in ("frames_sampled", "frames_with_face", "low_evidence", "tracks"):
+        assert key in got, key
+    for face in (face for frame in got["frames"] for face in frame["faces"]):
+        assert isinstance(face["track"], int) and isinstance(face["rescued"], bool)
+    assert_same(got, direct.analyze_video(media / name, source=name).to_dict())
+
+    assert [f["index"] for f in got["frames"]] == SAMPLED and got["frames_sampled"] == FRAMES
+    with_face = [bool(f["faces"]) for f in got["frames"]]
+    if name == "few_faces.mp4":  # only the first sampled frame shows the face: 1 of 6, under a quarter
+        assert with_face == [True] + [False] * (FRAMES - 1)
+        assert (got["frames_with_face"], got["low_evidence"]) == (1, True)
+        assert [(t["frames"], t["first_frame"], t["last_frame"]) for t in got["tracks"]] == [(1, 0, 0)]
+    elif name == "two_people.mp4":  # both people in every sampled frame, a track each
+        assert all(len(f["faces"]) == 2 for f in got["frames"])
+        assert (got["frames_with_face"], got["low_evidence"]) == (FRAMES, False)
+        assert [(t["id"], t["frames"], t["first_frame"], t["last_frame"]) for t in got["tracks"]] == \
+            [(0, FRAMES, 0, VIDEO_FRAMES - 1), (1, FRAMES, 0, VIDEO_FRAMES - 1)]
+        assert all(sorted(face["track"] for face in f["faces"]) == [0, 1] for f in got["frames"])
+        # Each track stays on one side of the frame: one person each.
+        for track in (0, 1):
+            sides = {face["box"][0] + face["box"][2] / 2 < 320 for f in got["frames"] for face in f["faces"]
+                     if face["track"] == track}
+            assert len(sides) == 1, (track, sides)
+    else:
+        assert (got["frames_with_face"], got["low_evidence"], len(got["tracks"])) == (FRAMES, False, 1)
+    for track in got["tracks"]:
+        assert track["verdict"] == ("fake" if track["fake_probability"] >= got["threshold"] else "real")
 
 
 def test_video_without_a_face_is_no_face(http, media):
@@ -402,7 +460,51 @@ def test_page_video_timeline(page, web, media):
     assert page.locator("#timeline line.threshold-line").count() == 1
     path = page.get_attribute("#timeline path.timeline-line", "d")
     assert path.count("L") == FRAMES - 1
+    # One person, a face in every sampled frame: no list of people, no doubt about the evidence.
+    assert page.is_hidden("#people-block") and page.is_hidden("#evidence")
+    assert page.inner_text("#verdict") in ("Likely fake", "Likely real")
     page.screenshot(path=str(OUTPUT / "web-video.png"), full_page=True)
+
+
+def test_page_low_evidence(page, web, media, http):
+    verdict = upload(http, media / "few_faces.mp4").json()["verdict"]
+    open_and_upload(page, web, media / "few_faces.mp4")
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.get_attribute("#verdict", "data-verdict") == "low_evidence"
+    assert page.inner_text("#verdict") == {"fake": "Possibly fake (low evidence)", "real": "Not enough evidence"}[verdict]
+    assert page.is_visible("#evidence")
+    evidence = page.inner_text("#evidence")
+    assert "1 of 6 sampled frames" in evidence and "too few" in evidence, evidence
+    assert page.inner_text("#frames") == f"1 of {FRAMES} sampled frames with a face"
+    assert page.is_hidden("#people-block")  # one person
+    assert page.locator("#faces img.face-thumb").count() == 1
+    assert page.locator("#timeline circle.frame-dot").count() == 1
+    assert page.locator("#timeline line.no-face").count() == FRAMES - 1
+    page.screenshot(path=str(OUTPUT / "web-low-evidence.png"), full_page=True)
+
+
+def test_page_two_people(page, web, media, http):
+    tracks = upload(http, media / "two_people.mp4").json()["tracks"]
+    open_and_upload(page, web, media / "two_people.mp4")
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.get_attribute("#verdict", "data-verdict") in ("fake", "real")
+    assert page.is_hidden("#evidence")
+    assert page.is_visible("#people-block")
+    people = page.locator("#people li")
+    assert people.count() == 2
+    texts = [people.nth(i).inner_text() for i in range(2)]
+    assert texts[0].startswith("Person 1: ") and texts[1].startswith("Person 2: "), texts
+    for i, text in enumerate(texts):
+        verdict = people.nth(i).get_attribute("data-verdict")
+        assert verdict == tracks[i]["verdict"]
+        assert text == (f"Person {i + 1}: {'Likely fake' if verdict == 'fake' else 'Likely real'} "
+                        f"({tracks[i]['fake_probability']:.3f}, {FRAMES} frames)"), text
+    assert page.inner_text("#frames") == f"{FRAMES} of {FRAMES} sampled frames with a face"
+    captions = page.locator("#faces figcaption").all_inner_texts()
+    assert len(captions) == 2 * FRAMES
+    # Frame by frame, person 1's face then person 2's (the thumbnails line up by person).
+    assert [c.rsplit(" · ", 1)[-1] for c in captions] == ["person 1", "person 2"] * FRAMES, captions
+    page.screenshot(path=str(OUTPUT / "web-two-people.png"), full_page=True)
 
 
 def test_page_corrupt_file_shows_the_error(page, web, media):

@@ -108,7 +108,9 @@ function renderFaces(result) {
   const faces = $("faces");
   faces.replaceChildren();
   for (const frame of result.frames) {
-    for (const face of frame.faces) {
+    // With several people, each frame's faces in person order (they come most confident first).
+    const ordered = [...frame.faces].sort((a, b) => a.track - b.track);
+    for (const face of ordered) {
       const figure = document.createElement("figure");
       figure.className = "face";
       figure.dataset.fake = face.fake_probability >= result.threshold ? "true" : "false";
