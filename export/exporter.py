@@ -158,7 +158,7 @@ def _dataset_facts(config) -> tuple[dict, float]:
     manifest = json.loads(path.read_text())
     facts = {"prepared": config.data.prepared, **manifest.get("dataset", {}),
              "splits": {s: {"videos": e["videos"], "faces": e["faces"]} for s, e in manifest.get("splits", {}).items()},
-             "preparation": manifest.get("settings", {})}
+             "preparation": manifest.get("settings", {}), "detector": manifest.get("detector")}
     return facts, float(manifest.get("settings", {}).get("margin", DEFAULT_CROP_MARGIN))
 
 
