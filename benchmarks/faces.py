@@ -38,15 +38,6 @@ MATCH_IOU = 0.4
 SPEED_FOOTAGE = ("clean", "dark", "dark_moving", "two_people")
 
 
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    union = aw * ah + bw * bh - w * h
-    return w * h / union if union else 0.0
-
-
 def one_core() -> None:
     import cv2
     import tensorflow as tf
@@ -104,12 +95,14 @@ def kept(detector, images, use_tracks: bool):
 
 def score(faces, truth) -> tuple[int, int, int]:
     """(true faces found, true faces, false faces)."""
+    from dfdetect.faces.tracks import box_iou
+
     found = total = 0
     for i, boxes in enumerate(truth):
         for box in boxes:
             total += 1
-            found += any(f.frame_index == i and iou(f.box, box) >= MATCH_IOU for f in faces)
-    false = sum(not any(iou(f.box, b) >= MATCH_IOU for b in truth[f.frame_index]) for f in faces)
+            found += any(f.frame_index == i and box_iou(f.box, box) >= MATCH_IOU for f in faces)
+    false = sum(not any(box_iou(f.box, b) >= MATCH_IOU for b in truth[f.frame_index]) for f in faces)
     return found, total, false
 
 

@@ -11,17 +11,10 @@ from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from dfdetect.faces.crops import crop_face
 from dfdetect.faces.detection import FaceDetector, faces_in_frames, kept_faces, select_faces
 from dfdetect.faces.frames import Frame, read_video_frames, write_video
+from dfdetect.faces.tracks import box_iou as iou
 from dfdetect.samples import FOOTAGE, HARD_FOOTAGE, footage
 
 FRAMES = 16
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
 
 
 def find(detector, images):

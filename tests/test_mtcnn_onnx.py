@@ -13,14 +13,7 @@ import pytest
 
 from dfdetect.faces import mtcnn_onnx
 from dfdetect.faces.mtcnn_onnx import OnnxMTCNN, nms
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
+from dfdetect.faces.tracks import box_iou as iou
 
 
 def scenes(photos) -> list[np.ndarray]:

@@ -57,7 +57,7 @@ class Detection:
 
     @property
     def area(self) -> int:
-        return self.box[2] * self.box[3]
+        return _area(self.box)
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ def select_faces(detector: FaceDetector, faces: list[Face], sampled=None) -> lis
     for link in links:
         frame = faces[link.index].frame_index
         best = largest.get(frame)
-        if best is None or _area(faces[link.index]) > _area(faces[best.index]):
+        if best is None or _area(faces[link.index].box) > _area(faces[best.index].box):
             largest[frame] = link
     chosen = {link.index for link in largest.values()}
     return [link for link in links if link.index in chosen]
@@ -253,15 +253,15 @@ def select_faces(detector: FaceDetector, faces: list[Face], sampled=None) -> lis
 
 def kept_faces(faces: list[Face], links: list[Link]) -> list[Face]:
     """The faces ``select_faces`` kept, with their track, rescue mark and face index in the frame."""
-    kept = [dataclasses.replace(faces[link.index], track=link.track, rescued=link.rescued) for link in links]
-    seen: dict[int, int] = {}
+    per_frame: dict[int, int] = {}  # faces kept so far in each frame (candidates come most confident first)
     out = []
-    for face in kept:  # candidates come most confident first within a frame
-        index = seen.get(face.frame_index, 0)
-        seen[face.frame_index] = index + 1
-        out.append(dataclasses.replace(face, face_index=index))
+    for link in links:
+        face = faces[link.index]
+        index = per_frame.get(face.frame_index, 0)
+        per_frame[face.frame_index] = index + 1
+        out.append(dataclasses.replace(face, face_index=index, track=link.track, rescued=link.rescued))
     return out
 
 
-def _area(face: Face) -> int:
-    return face.box[2] * face.box[3]
+def _area(box) -> int:
+    return box[2] * box[3]

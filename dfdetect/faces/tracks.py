@@ -18,13 +18,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import numpy as np
-
 DEFAULT_LINK_IOU = 0.3  # overlap of the crop squares of two faces on one track, at least
 DEFAULT_MAX_SIZE_RATIO = 1.5  # larger side over smaller side of two faces on one track, at most
 DEFAULT_MAX_GAP = 4  # sampled frames a track may miss and still continue
 LINK_MARGIN = 0.5  # the squares compared are the face boxes grown by this share of their side
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,21 +33,26 @@ class Link:
     rescued: bool = False
 
 
-def _square(box, margin: float = LINK_MARGIN) -> np.ndarray:
+def box_iou(a, b) -> float:
+    """Intersection over union of two boxes given as x, y, width, height."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - w * h
+    return float(w * h / union) if union > 0 else 0.0
+
+
+def _square(box, margin: float = LINK_MARGIN) -> tuple[float, float, float, float]:
+    """The face box grown into a square of ``1 + 2 * margin`` times its longer side (x, y, w, h)."""
     x, y, w, h = box
     side = max(w, h) * (1 + 2 * margin)
-    cx, cy = x + w / 2, y + h / 2
-    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+    return (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side)
 
 
 def link_overlap(a, b) -> float:
     """Intersection over union of the grown squares of two face boxes (x, y, w, h)."""
-    sa, sb = _square(a), _square(b)
-    w = max(0.0, min(sa[2], sb[2]) - max(sa[0], sb[0]))
-    h = max(0.0, min(sa[3], sb[3]) - max(sa[1], sb[1]))
-    inter = w * h
-    union = (sa[2] - sa[0]) * (sa[3] - sa[1]) + (sb[2] - sb[0]) * (sb[3] - sb[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    return box_iou(_square(a), _square(b))
 
 
 def size_ratio(a, b) -> float:
