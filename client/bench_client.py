@@ -416,8 +416,9 @@ def measure(args, target: str, detector, before, path: Path, version_path: str, 
     clients = {overlap: DeepfakeClient(target, args.model_name, model_card=version_path, detector=detector,
                                        overlap=overlap, frames=args.frames, timeout=REQUEST_TIMEOUT)
                for overlap in overlaps}
+    # The client as it was: the mtcnn package, decoding and detection taking turns.
     previous = DeepfakeClient(target, args.model_name, model_card=version_path, detector=before,
-                              overlap=DEFAULT_OVERLAP, frames=args.frames, timeout=REQUEST_TIMEOUT)
+                              overlap=DEFAULT_OVERLAP, prefetch=False, frames=args.frames, timeout=REQUEST_TIMEOUT)
     channel = grpc.insecure_channel(target)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     try:

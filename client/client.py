@@ -58,7 +58,7 @@ from dfdetect.contract import (DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_POR
 from dfdetect.errors import MediaError
 from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, DEFAULT_STRATEGY, STRATEGIES, low_evidence, video_score
 from dfdetect.faces.detection import Face, FaceDetector, faces_in_frames, select_faces
-from dfdetect.faces.frames import (DEFAULT_FRAMES, Frame, decode_image, media_kind, read_image_frame,
+from dfdetect.faces.frames import (DEFAULT_FRAMES, Frame, decode_image, media_kind, prefetch, read_image_frame,
                                    read_video_frames, resize_frame)
 
 log = logging.getLogger(__name__)
@@ -344,6 +344,8 @@ class DeepfakeClient:
     - ``overlap``: send the crops of each detector batch while the next frames are decoded and
       detected (one background thread per call), instead of all crops once the video is read.
       More, smaller requests; it pays when requests take long (a remote or busy server).
+    - ``prefetch``: decode a video's next frames in a background thread while the detector works
+      on the last ones (on by default; off, decoding and detection take turns).
     - ``detector``: a :class:`FaceDetector` to use instead of building one (the default: MTCNN on
       onnxruntime, on a contrast-normalised copy of each frame).
     - ``min_evidence``: a verdict resting on fewer than this share of the sampled frames (default
@@ -358,7 +360,7 @@ class DeepfakeClient:
                  strategy: str | None = None, margin: float | None = None,
                  frames: int = DEFAULT_FRAMES, per_second: bool = False, input_format: str = "jpeg",
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, overlap: bool = DEFAULT_OVERLAP,
-                 detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE):
+                 prefetch: bool = True, detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE):
         if transport not in TRANSPORTS:
             raise ClientError("INVALID_ARGUMENT", f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
@@ -386,6 +388,7 @@ class DeepfakeClient:
         self.input_format = input_format
         self.max_request_bytes = max_request_bytes
         self.overlap = bool(overlap)
+        self.prefetch = bool(prefetch)
         self._threshold_arg, self._strategy_arg, self._margin_arg = threshold, strategy, margin
         self._detector = detector
         self._detector_lock = threading.Lock()
@@ -546,6 +549,8 @@ class DeepfakeClient:
         times = StageTimes()
         sampled: list[tuple[int, float]] = []
         scoring = _Scoring(self, signature, times, overlap=self.overlap and kind == "video")
+        if self.prefetch and kind == "video":
+            frames = prefetch(frames, ahead=self._get_detector().batch_size)
         try:
             try:
                 self._faces(frames, margin, size, sampled, scoring, times)
@@ -625,18 +630,23 @@ class DeepfakeClient:
             scoring.add(found)
 
         frames = iter(frames)
-        while True:
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            times.decode += time.perf_counter() - t0
-            if frame is None:
-                break
-            sampled.append((frame.index, frame.timestamp))
-            batch.append(frame)
-            if len(batch) >= detector.batch_size:
+        try:
+            while True:
+                t0 = time.perf_counter()  # with prefetch: the wait for a frame decoded ahead
+                frame = next(frames, None)
+                times.decode += time.perf_counter() - t0
+                if frame is None:
+                    break
+                sampled.append((frame.index, frame.timestamp))
+                batch.append(frame)
+                if len(batch) >= detector.batch_size:
+                    flush()
+            if batch:
                 flush()
-        if batch:
-            flush()
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # a failed request stops the decoding thread too
 
     # --- lifetime -------------------------------------------------------------------------------
 

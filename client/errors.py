@@ -9,14 +9,7 @@ vocabulary for the gRPC and REST transports) and show ``message`` to people.
 from __future__ import annotations
 
 from dfdetect.errors import DfdetectError
-
-# The names of grpc.StatusCode, without importing grpc (the REST transport does not need it).
-STATUS_NAMES = frozenset({
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-})
-
+from dfdetect.status import NAMES as STATUS_NAMES
 
 class ClientError(DfdetectError):
     """Something went wrong analysing an input or talking to the model server.

@@ -38,6 +38,7 @@ import numpy as np
 
 from dfdetect.client.errors import ClientError
 from dfdetect.contract import (INPUT_BYTES, INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_BYTES, SIGNATURE_PIXELS)
+from dfdetect.status import status_for_http
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,20 @@ def parse_metadata(name: str, version: int, signature_defs: dict) -> ModelMetada
                      and OUTPUT_SCORE in raw.get("outputs", {}))
     return ModelMetadata(name=name, version=int(version), crop_size=dims[1], signatures=names,
                          accepts_bytes=accepts_bytes)
+
+
+def metadata_from_grpc(response, model_name: str, what: str) -> ModelMetadata:
+    """A GetModelMetadata answer (``dfdetect.wire`` messages) read as the client's ModelMetadata."""
+    from google.protobuf import json_format
+
+    from dfdetect.wire.services import signature_def_map
+
+    signatures = signature_def_map(response)
+    if signatures is None:
+        raise ClientError("FAILED_PRECONDITION", f"{what}: the answer carries no signature_def")
+    as_json = json_format.MessageToDict(signatures, preserving_proto_field_name=True)
+    return parse_metadata(response.model_spec.name or model_name, response.model_spec.version.value,
+                          as_json.get("signature_def", {}))
 
 
 def _checked_scores(values, count: int, where: str) -> np.ndarray:
@@ -281,26 +296,22 @@ class GrpcTransport(Transport):
     def __init__(self, target: str, model_name: str, *, credentials=None, **options):
         super().__init__(target, model_name, **options)
         import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        from dfdetect.wire.services import PredictionServiceStub
 
         channel_options = [("grpc.max_send_message_length", -1),
                            ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)]
         self.channel = (grpc.secure_channel(target, credentials, channel_options) if credentials is not None
                         else grpc.insecure_channel(target, channel_options))
-        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.stub = PredictionServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
 
-    def _spec(self, model_spec, signature: str, version: int | None) -> None:
-        model_spec.name = self.model_name
-        model_spec.signature_name = signature
-        if version is not None:
-            model_spec.version.value = version
-        elif self.version is not None:
-            model_spec.version.value = self.version
-        elif self.version_label is not None:
-            model_spec.version_label = self.version_label
+    def _version_choice(self, version: int | None = None) -> dict:
+        """The version a request asks for: the one given, else the client's pin or label."""
+        return dict(version=version if version is not None else self.version,
+                    version_label=None if version is not None else self.version_label)
 
     def _attempt(self, method, request, left: float, what: str):
         import grpc
@@ -324,35 +335,30 @@ class GrpcTransport(Transport):
             raise _AttemptFailed(ClientError(status, message), retryable=False if too_large else None) from None
 
     def metadata(self) -> ModelMetadata:
-        from google.protobuf import json_format
-        from tensorflow_serving.apis import get_model_metadata_pb2
+        from dfdetect.wire.requests import metadata_request
 
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        self._spec(request.model_spec, "", None)
+        request = metadata_request(self.model_name, **self._version_choice())
         what = f"GetModelMetadata of {self.model_description}"
         response = self._call(what, lambda left: self._attempt(self.stub.GetModelMetadata, request, left, what))
-        signatures = get_model_metadata_pb2.SignatureDefMap()
-        if "signature_def" not in response.metadata or not response.metadata["signature_def"].Unpack(signatures):
-            raise ClientError("FAILED_PRECONDITION", f"{what}: the answer carries no signature_def")
-        as_json = json_format.MessageToDict(signatures, preserving_proto_field_name=True)
-        return parse_metadata(response.model_spec.name or self.model_name, response.model_spec.version.value,
-                              as_json.get("signature_def", {}))
+        return metadata_from_grpc(response, self.model_name, what)
 
     def _predict(self, signature: str, alias: str, value: np.ndarray, count: int,
                  version: int | None) -> tuple[np.ndarray, int]:
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
+        from dfdetect.wire.requests import predict_request
+        from dfdetect.wire.tensors import make_ndarray
 
-        request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec, signature, version)
-        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
-        request.output_filter.append(OUTPUT_SCORE)
+        request = predict_request(self.model_name, signature, {alias: value}, output_filter=[OUTPUT_SCORE],
+                                  **self._version_choice(version))
         what = f"Predict ({signature}, {count} crops) on {self.model_description}"
         response = self._call(what, lambda left: self._attempt(self.stub.Predict, request, left, what))
         if OUTPUT_SCORE not in response.outputs:
             raise ClientError("FAILED_PRECONDITION", f"{what}: the answer has no {OUTPUT_SCORE} output "
                                                      f"(outputs: {', '.join(sorted(response.outputs)) or 'none'})")
-        scores = _checked_scores(tf.make_ndarray(response.outputs[OUTPUT_SCORE]), count, what)
+        try:
+            values = make_ndarray(response.outputs[OUTPUT_SCORE])
+        except ValueError as e:
+            raise ClientError("FAILED_PRECONDITION", f"{what}: the {OUTPUT_SCORE} output cannot be read: {e}") from None
+        scores = _checked_scores(values, count, what)
         return scores, int(response.model_spec.version.value)
 
     def predict_pixels(self, crops: np.ndarray, version: int | None = None) -> tuple[np.ndarray, int]:
@@ -371,19 +377,6 @@ class GrpcTransport(Transport):
 
 # --- REST -------------------------------------------------------------------------------------------
 
-def _http_status_names() -> dict[int, str]:
-    """HTTP status -> gRPC status name: the inverse of the mapping TensorFlow Serving's REST API
-    uses (one table, the server's), plus what proxies in front of a server answer."""
-    from dfdetect.serving.errors import HTTP_STATUS
-
-    names: dict[int, str] = {}
-    for code, http_status in HTTP_STATUS.items():
-        names.setdefault(int(http_status), code.name)
-    names.update({400: "INVALID_ARGUMENT", 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
-                  413: "RESOURCE_EXHAUSTED"})
-    return names
-
-
 class RestTransport(Transport):
     """TensorFlow Serving's REST API (``/v1/models/...``), JSON over HTTP(S).
 
@@ -399,7 +392,6 @@ class RestTransport(Transport):
         scheme = "https" if ssl_context is not None else "http"
         self.base_url = (target if "://" in target else f"{scheme}://{target}").rstrip("/")
         self.ssl_context = ssl_context
-        self._status_names = _http_status_names()
         self._served_version: int | None = None
 
     def _model_path(self, version: int | None = None) -> str:
@@ -423,7 +415,7 @@ class RestTransport(Transport):
                 detail = json.loads(e.read() or b"{}").get("error") or e.reason
             except (ValueError, AttributeError, OSError):
                 detail = e.reason
-            status = self._status_names.get(e.code, "INTERNAL" if e.code >= 500 else "INVALID_ARGUMENT")
+            status = status_for_http(e.code)
             message = (f"model server {self.base_url} unavailable: HTTP {e.code}: {detail}"
                        if status == "UNAVAILABLE" else f"{what}: HTTP {e.code}: {detail}")
             raise _AttemptFailed(ClientError(status, message), retryable=False if e.code == 413 else None) from None

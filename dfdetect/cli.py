@@ -1,6 +1,8 @@
 """The ``dfdetect`` command: one subcommand per stage.
 
-Parsers are cheap to build; each handler imports its stage (and TensorFlow) only when run.
+Parsers are cheap to build; each handler imports its stage (and TensorFlow) only when run. In an
+install without a stage's extra (the thin client: ``pip install dfdetect``), the stage's command
+says which extra to install instead of failing on an import.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from dfdetect.errors import DfdetectError
 from dfdetect.logs import configure_logging
 
 log = logging.getLogger("dfdetect")
+
+# The extra that brings each command's dependencies (pyproject.toml); predict needs none.
+EXTRAS = {"prepare": "train", "train": "train", "evaluate": "train", "export": "export", "serve": "serve",
+          "web": "web"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     from dfdetect.web.cli import add_web_parser
 
     add_web_parser(sub)
+    for command, stage_parser in sub.choices.items():
+        stage_parser.set_defaults(command=command)
     return parser
 
 
@@ -55,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except DfdetectError as e:
         log.error("%s", e)
+        return 2
+    except ModuleNotFoundError as e:
+        extra = EXTRAS.get(getattr(args, "command", ""))
+        if extra is None or not e.name or e.name.split(".")[0] in ("dfdetect", "__main__"):
+            raise
+        log.error("dfdetect %s needs %s, which this installation does not have: install the %r extra "
+                  "(pip install 'dfdetect[%s]', or `make install` for every stage)", args.command, e.name, extra, extra)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -38,14 +38,13 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
 
-import dfdetect  # noqa: F401  (quietens TensorFlow's start-up logging before anything imports it)
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT, SIGNATURE_BYTES, \
     SIGNATURE_PIXELS
 
 # Everything heavy is imported now, while locust imports the locustfiles and before it runs any
 # greenlet: greenlets share one thread, so a module imported by one greenlet while another one
 # is still importing it (a worker receiving its first users during start-up) is seen half-built.
-import mtcnn  # noqa: E402,F401  (TensorFlow and the face detector)
+import onnxruntime  # noqa: E402,F401  (the face detector's runtime)
 from dfdetect.faces.crops import crop_face, encode_jpeg  # noqa: E402
 import dfdetect.faces.detection  # noqa: E402,F401  (face_boxes' detector, imported here as well)
 from dfdetect.samples import face_boxes, face_photographs  # noqa: E402

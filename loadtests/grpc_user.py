@@ -1,5 +1,5 @@
-"""GrpcUser: TensorFlow Serving's gRPC API through the official ``tensorflow_serving.apis`` stubs,
-each call timed and reported to locust (request type ``grpc``).
+"""GrpcUser: TensorFlow Serving's gRPC API through the client's wire messages and stubs
+(``dfdetect.wire``: no TensorFlow), each call timed and reported to locust (request type ``grpc``).
 
 Task mix per user: Predict with one face crop (6), Predict with a batch of faces (3, default 16:
 a video's worth), GetModelMetadata (1) and GetModelStatus (1). Crops are JPEG through
@@ -19,17 +19,14 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
 from locust import User, task  # noqa: E402
 
-import _common  # noqa: E402  (first of the project's imports: it quietens TensorFlow's start-up)
-import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,  # noqa: E402
-                                     predict_pb2, prediction_service_pb2_grpc)
-
+import _common  # noqa: E402
 from dfdetect.client.errors import ClientError  # noqa: E402
-from dfdetect.client.transport import MAX_RESPONSE_BYTES, parse_metadata  # noqa: E402
+from dfdetect.client.transport import MAX_RESPONSE_BYTES, metadata_from_grpc  # noqa: E402
 from dfdetect.contract import INPUT_BYTES, INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_BYTES  # noqa: E402
+from dfdetect.wire.requests import metadata_request, predict_request, status_request  # noqa: E402
+from dfdetect.wire.services import ModelServiceStub, PredictionServiceStub  # noqa: E402
 
 
 class GrpcCallFailed(Exception):
@@ -38,17 +35,8 @@ class GrpcCallFailed(Exception):
 
 def _predict_request(model: str, signature: str, values):
     """A PredictRequest as the client builds it: the crops as one tensor, only the score back."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = signature
-    if signature == SIGNATURE_BYTES:
-        tensor = np.empty(len(values), dtype=object)
-        tensor[:] = list(values)
-        request.inputs[INPUT_BYTES].CopyFrom(tf.make_tensor_proto(tensor))
-    else:
-        request.inputs[INPUT_PIXELS].CopyFrom(tf.make_tensor_proto(np.stack(values)))
-    request.output_filter.append(OUTPUT_SCORE)
-    return request
+    alias, tensor = (INPUT_BYTES, list(values)) if signature == SIGNATURE_BYTES else (INPUT_PIXELS, np.stack(values))
+    return predict_request(model, signature, {alias: tensor}, output_filter=[OUTPUT_SCORE])
 
 
 class GrpcUser(User):
@@ -60,12 +48,10 @@ class GrpcUser(User):
         self.options = _common.settings(self.environment)
         self.channel = grpc.insecure_channel(self.options.grpc_host, [
             ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)])
-        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
-        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
-        self.metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        self.metadata_request.model_spec.name = self.options.model_name
-        self.status_request = get_model_status_pb2.GetModelStatusRequest()
-        self.status_request.model_spec.name = self.options.model_name
+        self.predictions = PredictionServiceStub(self.channel)
+        self.models = ModelServiceStub(self.channel)
+        self.metadata_request = metadata_request(self.options.model_name)
+        self.status_request = status_request(self.options.model_name)
         self.workload = None
         self.turn = 0
         self._ready()
@@ -106,13 +92,8 @@ class GrpcUser(User):
         metadata = []
 
         def check(response):
-            signatures = get_model_metadata_pb2.SignatureDefMap()
-            if "signature_def" not in response.metadata or not response.metadata["signature_def"].Unpack(signatures):
-                raise GrpcCallFailed("the metadata carries no signature_def")
-            as_json = json_format.MessageToDict(signatures, preserving_proto_field_name=True)
             try:
-                metadata.append(parse_metadata(response.model_spec.name or self.options.model_name,
-                                               response.model_spec.version.value, as_json.get("signature_def", {})))
+                metadata.append(metadata_from_grpc(response, self.options.model_name, "GetModelMetadata"))
             except ClientError as e:
                 raise GrpcCallFailed(str(e)) from None
 

@@ -7,28 +7,12 @@ from http import HTTPStatus
 
 import grpc
 
+from dfdetect import status
+
 Code = grpc.StatusCode
 
-# gRPC code -> HTTP status, as TensorFlow Serving's REST API maps them.
-HTTP_STATUS = {
-    Code.OK: HTTPStatus.OK,
-    Code.CANCELLED: 499,  # client closed request
-    Code.UNKNOWN: HTTPStatus.INTERNAL_SERVER_ERROR,
-    Code.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
-    Code.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
-    Code.NOT_FOUND: HTTPStatus.NOT_FOUND,
-    Code.ALREADY_EXISTS: HTTPStatus.CONFLICT,
-    Code.PERMISSION_DENIED: HTTPStatus.FORBIDDEN,
-    Code.UNAUTHENTICATED: HTTPStatus.UNAUTHORIZED,
-    Code.RESOURCE_EXHAUSTED: HTTPStatus.TOO_MANY_REQUESTS,
-    Code.FAILED_PRECONDITION: HTTPStatus.BAD_REQUEST,
-    Code.ABORTED: HTTPStatus.CONFLICT,
-    Code.OUT_OF_RANGE: HTTPStatus.BAD_REQUEST,
-    Code.UNIMPLEMENTED: HTTPStatus.NOT_IMPLEMENTED,
-    Code.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
-    Code.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
-    Code.DATA_LOSS: HTTPStatus.INTERNAL_SERVER_ERROR,
-}
+# gRPC code -> HTTP status, as TensorFlow Serving's REST API maps them (dfdetect.status).
+HTTP_STATUS = {Code[name]: http_status for name, http_status in status.HTTP_STATUS.items()}
 
 
 class ServingError(Exception):

@@ -1,9 +1,11 @@
+import threading
+
 import numpy as np
 import pytest
 
 from dfdetect.errors import MediaError
-from dfdetect.faces.frames import (media_kind, probe_video, read_frames, read_image_frame, read_video_frames,
-                                   resize_factor, resize_frame, sample_indices, write_video)
+from dfdetect.faces.frames import (media_kind, prefetch, probe_video, read_frames, read_image_frame,
+                                   read_video_frames, resize_factor, resize_frame, sample_indices, write_video)
 
 
 @pytest.mark.parametrize("width, factor", [
@@ -106,3 +108,48 @@ def test_corrupt_image_and_unknown_type(tmp_path):
         read_image_frame(bad)
     with pytest.raises(MediaError, match="unsupported file type .txt"):
         media_kind(tmp_path / "notes.txt")
+
+
+def test_prefetch_runs_ahead_in_order_and_raises_where_it_failed():
+    produced = []
+    ahead_reached = threading.Event()
+
+    def items():
+        for i in range(6):
+            produced.append(i)
+            if len(produced) == 4:
+                ahead_reached.set()
+            if i == 5:
+                raise MediaError("clip.mp4", "frame 5 is corrupt")
+            yield i
+
+    got = []
+    stream = prefetch(items(), ahead=2)
+    got.append(next(stream))
+    # While the first item is used, the producer goes on: two waiting in the queue, one in hand.
+    assert ahead_reached.wait(timeout=30), f"the producer did not run ahead: produced {produced}"
+    with pytest.raises(MediaError, match="frame 5 is corrupt"):
+        for item in stream:
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_prefetch_closed_early_stops_the_producer_and_its_generator():
+    finished = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            finished.set()
+
+    stream = prefetch(endless(), ahead=3)
+    assert [next(stream) for _ in range(5)] == [0, 1, 2, 3, 4]
+    stream.close()
+    assert finished.is_set(), "closing the prefetching iterator must close the source (release the capture)"
+    assert not any(t.name == "dfdetect-decode" for t in threading.enumerate())
+    with pytest.raises(ValueError, match="ahead must be at least 1"):
+        next(prefetch([], ahead=0))

@@ -10,9 +10,11 @@ Sampling happens before decoding at full cost: frames that are not sampled are o
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -23,6 +25,8 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", "
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 DEFAULT_FRAMES = 32
+
+T = TypeVar("T")
 
 
 def media_kind(path: str | os.PathLike) -> str:
@@ -205,6 +209,59 @@ def read_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
         yield read_image_frame(path, resize=resize)
     else:
         yield from read_video_frames(path, frames=frames, per_second=per_second, resize=resize)
+
+
+def prefetch(items: Iterable[T], ahead: int) -> Iterator[T]:
+    """The items of ``items``, produced by a background thread up to ``ahead`` in advance.
+
+    For decoding the next frames while the detector works on the last ones (OpenCV and
+    onnxruntime both release the GIL). The producer's exception is raised here, at the item
+    where it happened; closing the iterator early stops the producer after at most one item.
+    """
+    if ahead < 1:
+        raise ValueError(f"ahead must be at least 1, got {ahead}")
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((done, None))
+        except BaseException as e:  # handed to the consumer, raised where it reads
+            slots.put((done, e))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # a generator's finally (a released capture) runs in this thread
+
+    worker = threading.Thread(target=produce, name="dfdetect-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting for a free slot
+            try:
+                slots.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 def write_video(path: str | os.PathLike, frames_rgb, fps: float = 10.0) -> None:
