@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+CLIENT_VENV ?= .venv-client
 
 DATA ?=
 PREPARED ?=
@@ -38,7 +39,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-faces k8s-validate loadtest web browser clean
+.PHONY: help install install-client prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-faces k8s-validate loadtest web browser clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -67,14 +68,22 @@ help: ## list targets and variables
 	@echo "  WEB_PORT=8080     port of the web page ('make web', 'make deploy'; 0: deploy without it)"
 	@echo "  PYTEST_ARGS=...   extra pytest arguments for 'make test'"
 	@echo "  PYTHON=python3    interpreter the virtual environment is built from"
+	@echo "  CLIENT_VENV=.venv-client             where 'make install-client' puts the thin client"
 
 install: $(INSTALLED) ## create .venv and install dfdetect (editable) with everything the tests need
 
-$(INSTALLED): pyproject.toml
+# setup.py compiles dfdetect/wire/*.proto: a changed .proto reinstalls.
+$(INSTALLED): pyproject.toml setup.py $(wildcard dfdetect/wire/*.proto)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+install-client: ## the thin client alone in CLIENT_VENV (no TensorFlow): the library and `dfdetect predict`
+	@test -x $(CLIENT_VENV)/bin/python || $(PYTHON) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CLIENT_VENV)/bin/python -m pip install --quiet '.[client]'
+	@echo "installed: $(CLIENT_VENV)/bin/dfdetect predict IMAGE_OR_VIDEO (size: $$(du -sh $(CLIENT_VENV) | cut -f1))"
 
 prepare: install ## frames -> MTCNN face crops -> leak-free TFRecord splits (demo data if no DATA)
 	$(BIN)/dfdetect prepare $(if $(DATA),--data $(DATA)) $(if $(PREPARED),--out $(PREPARED)) $(PREPARE_ARGS)

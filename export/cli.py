@@ -12,7 +12,11 @@ log = logging.getLogger(__name__)
 
 
 def add_export_parser(sub) -> None:
-    from dfdetect.serving.config import DEFAULT_MODELS_CONFIG
+    from importlib.resources import files
+
+    # serving/models.config, found without importing serving.config (TensorFlow Serving's protos):
+    # the parser is built in every install, the thin client's too.
+    DEFAULT_MODELS_CONFIG = files("dfdetect.serving") / "models.config"
 
     p = sub.add_parser(
         "export",

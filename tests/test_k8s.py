@@ -140,7 +140,9 @@ def quantity(value) -> float:
 
 
 def pinned(requirement_name):
-    for dep in pyproject()["project"]["dependencies"]:
+    """The version pyproject.toml pins, in the base install or the serve extra (TensorFlow's home)."""
+    project = pyproject()["project"]
+    for dep in project["dependencies"] + project["optional-dependencies"]["serve"]:
         name, _, version = dep.partition("==")
         if name.strip() == requirement_name:
             return version.strip()
@@ -500,12 +502,12 @@ def web_settings(objects, monkeypatch):
     return WebSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WebSettings)}).validate()
 
 
-def test_web_front_runs_the_project_image_on_cpu_in_every_overlay(rendered):
+def test_web_front_runs_the_thin_web_image_on_cpu_in_every_overlay(rendered):
     version = pyproject()["project"]["version"]
     for overlay in OVERLAYS:
         _, spec, c = web(rendered[overlay])
         # The CPU build: face detection runs on the web pod's CPUs, also where serving has GPUs.
-        assert {x["image"] for x in containers(spec)} == {f"dfdetect:{version}"}, overlay
+        assert {x["image"] for x in containers(spec)} == {f"dfdetect-web:{version}"}, overlay
         assert GPU not in c["resources"]["requests"] and GPU not in c["resources"]["limits"]
         assert "nodeSelector" not in spec and "tolerations" not in spec, overlay
 
@@ -828,24 +830,34 @@ def _dockerfile():
 def test_dockerfile_is_pinned_non_root_and_installs_the_package(rendered):
     steps = _dockerfile()
     stages = [arg.split() for op, arg in steps if op == "FROM"]
+    names = set()
     for stage in stages:
         image = stage[0]
-        assert image == "python:3.11-slim-bookworm", f"base image {image} must be the pinned slim Python"
+        assert image == "python:3.11-slim-bookworm" or image in names, \
+            f"base image {image} must be the pinned slim Python (or a stage built from it)"
+        names.add(stage[-1])
+    assert {"web", "full"} <= names, "the thin web image and the full one are build targets"
     assert pyproject()["project"]["requires-python"] == ">=3.11,<3.12"
     user = [arg for op, arg in steps if op == "USER"][-1]
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) > 0, "the last USER must be a numeric, non-root user"
     project_pods = [(where, w) for where, objects in rendered.items() for w in workloads(objects)
-                    if any(c["image"].startswith("dfdetect:") for c in containers(pod_spec(w)))]
+                    if any(c["image"].startswith(("dfdetect:", "dfdetect-web:")) for c in containers(pod_spec(w)))]
     assert {w["metadata"]["name"] for _, w in project_pods} >= {"dfdetect-prepare", "dfdetect-train", WEB_NAME}
     for where, w in project_pods:
         assert pod_spec(w)["securityContext"]["runAsUser"] == int(uid), f"{where} {kv.object_name(w)}"
     runs = " ".join(arg for op, arg in steps if op == "RUN")
-    (extras,) = re.findall(r"pip install \"\.\[([a-z,-]+)\]\"", runs)
-    # Every stage's extra: the jobs (train, export), the web front (web) and locust workers (loadtest).
-    stage_extras = set(pyproject()["project"]["optional-dependencies"]) - {"test", "all", "dev"}
-    assert {"web", "loadtest"} <= stage_extras
-    assert set(extras.split(",")) == stage_extras
+    extras = re.findall(r"pip install \"\.\[([a-z,-]+)\]\"", runs)
+    # The web image: the base install (the thin client) and the web extra, nothing else. The full
+    # image: every stage's extra (the jobs, the web front, locust workers), through `all`.
+    assert extras == ["web", "all"], extras
+    optional = pyproject()["project"]["optional-dependencies"]
+    stage_extras = set(optional) - {"test", "all", "dev", "client", "demo"}
+    assert {"train", "export", "serve", "web", "loadtest"} == stage_extras
+    (everything,) = optional["all"]
+    assert set(everything.split("[")[1].rstrip("]").split(",")) == stage_extras
+    assert optional["client"] == [], "the client is the base install"
+    assert not any(d.split("=")[0].startswith(("tensorflow", "keras")) for d in pyproject()["project"]["dependencies"])
     assert [json.loads(arg) for op, arg in steps if op == "ENTRYPOINT"] == [["dfdetect"]]
 
 
@@ -860,7 +872,7 @@ def test_docker_build_context_holds_what_the_package_needs(tmp_path):
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     assert set(sources) == allowed
     package_dirs = set(pyproject()["tool"]["setuptools"]["package-dir"].values())
-    assert set(sources) == {"pyproject.toml", "README.md", "loadtests"} | package_dirs, \
+    assert set(sources) == {"pyproject.toml", "setup.py", "README.md", "loadtests"} | package_dirs, \
         "the image must copy every folder pyproject.toml maps onto the dfdetect package, and the locust users"
     # The locust users land in the final image beside the installed package, whole (the locustfiles
     # import the `_` helpers next to them).
@@ -871,7 +883,8 @@ def test_docker_build_context_holds_what_the_package_needs(tmp_path):
     context = tmp_path / "context"
     for src in sorted(set(sources) - {"loadtests"}):
         if (ROOT / src).is_dir():
-            shutil.copytree(ROOT / src, context / src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            # As .dockerignore has it: the wire protos' modules are compiled by the build, not copied.
+            shutil.copytree(ROOT / src, context / src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*_pb2.py"))
         else:
             context.mkdir(exist_ok=True)
             shutil.copy(ROOT / src, context / src)
@@ -882,6 +895,8 @@ def test_docker_build_context_holds_what_the_package_needs(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "dfdetect/cli.py" in names and "dfdetect/training/prepare.py" in names
     assert {f"dfdetect/serving/{f}" for f in SERVING_FILES} <= set(names)
+    assert {"dfdetect/wire/apis_pb2.py", "dfdetect/wire/tensor_pb2.py"} <= set(names), "setup.py compiles the protos"
+    assert "dfdetect/wire/*_pb2.py" in ignore
 
 
 # --- make deploy TARGET=k8s ----------------------------------------------------------------------

@@ -13,8 +13,6 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from dfdetect.errors import BadInputError
 from dfdetect.faces.aggregate import DEFAULT_STRATEGY
 
@@ -169,6 +167,8 @@ def _coerce(value, annotation, where: str):
     if origin in (list, tuple):
         (inner,) = typing.get_args(annotation)[:1]
         if isinstance(value, str):
+            import yaml  # the train extra's (this module also builds the thin client's `dfdetect --help`)
+
             value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
         if not isinstance(value, (list, tuple)):
             raise BadInputError(f"{where} must be a list, got {value!r}")
@@ -234,6 +234,8 @@ def load_config(preset_name: str = "smoke", yaml_file: str | None = None, sets: 
         path = Path(yaml_file)
         if not path.is_file():
             raise BadInputError(f"config file {path} does not exist")
+        import yaml
+
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
