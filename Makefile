@@ -39,7 +39,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-client prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-faces k8s-validate loadtest web browser clean
+.PHONY: help install install-client prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-cold-start bench-faces image-sizes k8s-validate loadtest web browser clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -135,6 +135,13 @@ bench-serve: install ## served gRPC/REST throughput and latency vs in-process (b
 
 bench-client: install ## seconds per 10 s 1080p video (decode/detection/RPC) vs the naive pipeline and the mtcnn package; request bytes per face
 	$(BIN)/python -m dfdetect.client.bench_client
+
+bench-cold-start: install install-client ## cold `dfdetect predict image.jpg` (local deployment): the client install vs TensorFlow loaded
+	@$(MAKE) --no-print-directory deploy TARGET=local
+	$(BIN)/python -m benchmarks.cold_start --server localhost:$(GRPC_PORT) --model-name $(MODEL_NAME) --client-venv $(CLIENT_VENV)
+
+image-sizes: install ## the web and full images' environments (and the client install) measured: MB, TensorFlow or not
+	$(BIN)/python -m benchmarks.image_sizes
 
 bench-faces: install ## face detection ms/frame on one core (ONNX Runtime vs the mtcnn package); recall on generated hard footage
 	$(BIN)/python -m benchmarks.faces
