@@ -360,8 +360,8 @@ def run(args: argparse.Namespace) -> int:
     if not versions:
         raise BadInputError(f"no exported model in {os.path.join(args.model_repository, args.model_name)}: "
                             "run `make train export` first")
-    version = versions[-1]
-    version_path = os.path.join(base_path, str(version))
+    version = max(versions)
+    version_path = os.path.join(base_path, versions[version])
     twin_name = args.model_name + TWIN_SUFFIX
 
     with tempfile.TemporaryDirectory(prefix="dfdetect-bench-client-") as tmp:

@@ -51,6 +51,20 @@ class Signature:
         return all(t.batched for t in (*self.inputs.values(), *self.outputs.values()))
 
 
+def _shape_text(shape) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]" if shape is not None else "<unknown>"
+
+
+def shape_mismatch(spec: TensorSpec, value: np.ndarray) -> str | None:
+    """How an input's shape disagrees with the signature's, or None."""
+    if spec.shape is None:
+        return None
+    if value.ndim != len(spec.shape) or any(e is not None and e != a for e, a in zip(spec.shape, value.shape)):
+        return (f"Input {spec.alias} has shape {_shape_text(value.shape)} but the signature expects "
+                f"{_shape_text(spec.shape)}")
+    return None
+
+
 def _spec_from_info(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
     shape = None if info.tensor_shape.unknown_rank else tuple(
         None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
@@ -87,7 +101,13 @@ class TensorFlowRunner(Runner):
     def run(self, signature, inputs, outputs):
         sig = self.signatures[signature]
         feed = {alias: tf.constant(value, dtype=sig.inputs[alias].dtype) for alias, value in inputs.items()}
-        result = self._functions[signature](**feed)
+        try:
+            result = self._functions[signature](**feed)
+        except (TypeError, ValueError) as e:  # the graph refuses the inputs' shapes
+            from dfdetect.serving.errors import invalid
+
+            why = [m for alias, value in inputs.items() if (m := shape_mismatch(sig.inputs[alias], np.asarray(value)))]
+            raise invalid("; ".join(why) if why else str(e).strip().splitlines()[0]) from None
         return {name: result[name].numpy() for name in outputs}
 
     def close(self):

@@ -642,9 +642,10 @@ def open_model(args: argparse.Namespace, folder: str):
                             "run `make train export` first (or give --crop-size for an untrained stand-in)")
     other = ""
     if versions:
-        version_path = os.path.join(base_path, str(versions[-1]))
+        newest = max(versions)
+        version_path = os.path.join(base_path, versions[newest])
         runner, size = _open_version(args.backend, version_path)
-        what = f"{args.model_name} version {versions[-1]} in {args.model_repository}"
+        what = f"{args.model_name} version {newest} in {args.model_repository}"
         if not args.crop_size or size == args.crop_size:
             return runner, base_path, size, what
         runner.close()

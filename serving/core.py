@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from dfdetect.serving.backends import Signature, TensorSpec
+from dfdetect.serving.backends import Signature, TensorSpec, shape_mismatch
 from dfdetect.serving.errors import ServingError, invalid
 from dfdetect.serving.models import LoadedVersion, ModelManager, VersionState
 
@@ -34,12 +34,10 @@ class PredictResult:
     outputs: dict[str, np.ndarray]
 
 
-def _shape_text(shape) -> str:
-    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]" if shape is not None else "<unknown>"
-
-
-def check_input(spec: TensorSpec, value: np.ndarray) -> np.ndarray:
-    """Dtype and shape of one input against the signature; INVALID_ARGUMENT naming both."""
+def check_input(spec: TensorSpec, value: np.ndarray, shape: bool = True) -> np.ndarray:
+    """Dtype (and with ``shape``, shape) of one input against the signature; INVALID_ARGUMENT
+    naming both. As in TensorFlow Serving, a shape is otherwise the graph's to accept or refuse:
+    a SignatureDef may declare [?,1] over a graph that takes [1]."""
     expected = spec.dtype
     if expected == tf.string:
         if value.dtype.kind not in ("S", "O", "U"):
@@ -49,10 +47,9 @@ def check_input(spec: TensorSpec, value: np.ndarray) -> np.ndarray:
             actual = tf.dtypes.as_dtype(value.dtype).name if value.dtype.kind != "O" else "object"
             raise invalid(f"Expected input {spec.alias} to be of type {expected.name} "
                           f"(DT_{expected.name.upper()}), got {actual}")
-    if spec.shape is not None:
-        if value.ndim != len(spec.shape) or any(e is not None and e != a for e, a in zip(spec.shape, value.shape)):
-            raise invalid(f"Input {spec.alias} has shape {_shape_text(value.shape)} but the signature expects "
-                          f"{_shape_text(spec.shape)}")
+    mismatch = shape_mismatch(spec, value) if shape else None
+    if mismatch:
+        raise invalid(mismatch)
     return value
 
 
@@ -68,7 +65,7 @@ class ServingCore:
             with self.manager.acquire(spec.name, spec.version, spec.label) as loaded:
                 sig = self.manager.signature(loaded, spec.signature)
                 signature_name = sig.name
-                feed = self._validated(sig, inputs)
+                feed = self._validated(sig, inputs, batched=loaded.batches(sig.name))
                 outputs = self._outputs(sig, output_filter)
                 result = self._run(loaded, sig, feed, outputs)
                 return PredictResult(spec.name, loaded.version, sig.name, result)
@@ -80,7 +77,9 @@ class ServingCore:
                 self.metrics.observe(spec.name or "", signature_name, api, status, time.perf_counter() - started)
 
     @staticmethod
-    def _validated(sig: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _validated(sig: Signature, inputs: dict[str, np.ndarray], batched: bool = False) -> dict[str, np.ndarray]:
+        """Aliases and dtypes against the signature; shapes too where requests are batched
+        together (they must concatenate), else the graph decides."""
         expected = sorted(sig.inputs)
         if len(inputs) != len(sig.inputs):
             extra = sorted(set(inputs) - set(sig.inputs))
@@ -92,8 +91,8 @@ class ServingCore:
         if unknown:
             raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
                           f"Inputs expected to be in the set {{{','.join(expected)}}}.")
-        feed = {alias: check_input(sig.inputs[alias], value) for alias, value in inputs.items()}
-        if sig.batchable:
+        feed = {alias: check_input(sig.inputs[alias], value, shape=batched) for alias, value in inputs.items()}
+        if batched:
             sizes = {len(v) for v in feed.values()}
             if len(sizes) > 1:
                 raise invalid(f"Inputs of signature {sig.name} must share their first (batch) dimension, "
@@ -120,7 +119,10 @@ class ServingCore:
         except ServingError:
             raise
         except tf.errors.InvalidArgumentError as e:
-            raise invalid(e.message.strip().splitlines()[0] if e.message else str(e)) from None
+            message = e.message.strip().splitlines()[0] if e.message else str(e)
+            # Where inputs disagree with the signature's shapes, that is the likely cause: say so first.
+            why = [m for alias, value in feed.items() if (m := shape_mismatch(sig.inputs[alias], value))]
+            raise invalid("; ".join(why + [message])) from None
         except tf.errors.OpError as e:
             raise ServingError(_op_code(e), e.message or str(e)) from None
 

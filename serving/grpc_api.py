@@ -27,8 +27,9 @@ def _abort(context, error: ServingError):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: ServingCore):
+    def __init__(self, core: ServingCore, tensor_content: bool = False):
         self.core = core
+        self.tensor_content = tensor_content
 
     def Predict(self, request, context):
         try:
@@ -42,7 +43,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = result.version
         response.model_spec.signature_name = result.signature
         for name, value in result.outputs.items():
-            response.outputs[name].CopyFrom(protos.array_to_tensor(value))
+            response.outputs[name].CopyFrom(protos.array_to_tensor(value, self.tensor_content))
         return response
 
     def GetModelMetadata(self, request, context):
@@ -86,19 +87,24 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 class GrpcServer:
     """The gRPC server on its port, with the health service."""
 
-    def __init__(self, core: ServingCore, port: int, host: str = "0.0.0.0", workers: int = 32):
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.so_reuseport", 0)])
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), self.server)
+    def __init__(self, core: ServingCore, port: int, host: str = "0.0.0.0", workers: int = 32, *,
+                 socket_path: str = "", arguments: list[tuple[str, object]] = (), tensor_content: bool = False):
+        # --grpc_channel_arguments come last: where they name the same key, they win.
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0), *arguments]
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+                                  options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(core, tensor_content), self.server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot bind the gRPC port {host}:{port}")
+        if socket_path:
+            if self.server.add_insecure_port(f"unix:{socket_path}") == 0:
+                raise OSError(f"cannot listen on the gRPC socket {socket_path}")
 
     def start(self) -> None:
         self.server.start()

@@ -6,7 +6,11 @@ For every configured model the manager watches ``base_path`` (every
 it AVAILABLE. A version that leaves the policy is marked UNLOADING (no new requests reach it)
 and released once its in-flight requests finish, so a switch under load fails nothing; it leaves
 only once a version it makes way for is AVAILABLE. A version that fails to load is reported with
-its error and never serves (and the version before it keeps serving).
+its error and never serves (and the version before it keeps serving); it is tried again, up to
+``--max_num_load_retries`` times ``--load_retry_interval_micros`` apart (a folder still being
+copied loads once it is whole).
+
+A version folder's name is its number: ``00000123/`` is version 123, loaded from that folder.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class VersionState:
     state: str
     error: str = ""
     loaded: "LoadedVersion | None" = None
+    failures: int = 0  # failed loads so far
+    retry_at: float = 0.0  # time.monotonic() after which a failed load is tried again
 
 
 class LoadedVersion:
@@ -75,6 +81,10 @@ class LoadedVersion:
 
     def queue_depth(self) -> int:
         return sum(q.depth for q in self._queues.values())
+
+    def batches(self, signature: str) -> bool:
+        """Whether requests to this signature are merged into batches."""
+        return signature in self._queues
 
     def run(self, signature: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         queue = self._queues.get(signature)
@@ -117,9 +127,12 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def warm_up(loaded: LoadedVersion) -> int:
-    """Replay the version's warm-up requests (PredictionLog records); returns how many ran.
-    A request for a signature the backend lacks (the bytes signature on ONNX) is skipped."""
+def warm_up(loaded: LoadedVersion, iterations: int = 1) -> int:
+    """Replay the version's warm-up requests (PredictionLog records), each ``iterations`` times;
+    returns how many ran. A request for a signature the backend lacks (the bytes signature on
+    ONNX) is skipped."""
+    if iterations <= 0:
+        return 0
     path = os.path.join(loaded.path, WARMUP_FILE)
     if not tf.io.gfile.exists(path):
         return 0
@@ -136,20 +149,30 @@ def warm_up(loaded: LoadedVersion) -> int:
         if sig is None:
             continue
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        loaded.runner.run(signature, inputs, list(sig.outputs))
-        count += 1
+        for _ in range(iterations):
+            loaded.runner.run(signature, inputs, list(sig.outputs))
+            count += 1
     return count
 
 
-def list_versions(base_path: str) -> list[int]:
+def list_versions(base_path: str) -> dict[int, str]:
+    """version -> its folder's name, for the folders named by a number (``00000123`` is 123)."""
     if not tf.io.gfile.isdir(base_path):
-        return []
-    found = []
-    for entry in tf.io.gfile.listdir(base_path):
+        return {}
+    found: dict[int, str] = {}
+    for entry in sorted(tf.io.gfile.listdir(base_path)):
         entry = entry.rstrip("/")
-        if entry.isdigit() and int(entry) > 0 and tf.io.gfile.isdir(os.path.join(base_path, entry)):
-            found.append(int(entry))
-    return sorted(found)
+        if not (entry.isascii() and entry.isdigit()) or int(entry) <= 0:
+            continue
+        if not tf.io.gfile.isdir(os.path.join(base_path, entry)):
+            continue
+        version = int(entry)
+        if version in found:
+            log.warning("%s: folders %s and %s are both version %d; serving %s", base_path, found[version], entry,
+                        version, found[version])
+            continue
+        found[version] = entry
+    return dict(sorted(found.items()))
 
 
 def aspired(settings: ModelSettings, on_disk: list[int]) -> set[int]:
@@ -162,9 +185,12 @@ def aspired(settings: ModelSettings, on_disk: list[int]) -> set[int]:
 
 class ModelManager:
     def __init__(self, models: list[ModelSettings], backend: str = "tf", batching: BatchingOptions | None = None,
-                 metrics=None):
+                 metrics=None, *, load_retries: int = 5, retry_interval: float = 60.0, warmup_iterations: int = 1):
         self.settings = {m.name: m for m in models}
         self.backend = backend
+        self.load_retries = max(0, load_retries)
+        self.retry_interval = max(0.0, retry_interval)
+        self.warmup_iterations = warmup_iterations
         self.batching = batching
         self.metrics = metrics
         self._states: dict[str, dict[int, VersionState]] = {m.name: {} for m in models}
@@ -182,12 +208,12 @@ class ModelManager:
             except tf.errors.OpError as e:
                 log.error("cannot list %s: %s", settings.base_path, e)
                 continue
-            wanted = aspired(settings, on_disk)
+            wanted = aspired(settings, sorted(on_disk))
             states = self._states[name]
             for version in sorted(wanted):
-                if version not in states or (states[version].state == END and not states[version].error
-                                             and states[version].loaded is None):
-                    self._load(settings, version)
+                st = states.get(version)
+                if st is None or (st.state == END and not st.error and st.loaded is None) or self._retry_due(st):
+                    self._load(settings, version, on_disk[version])
             # Availability first: versions leave only once a wanted version serves in their place,
             # so a new version that fails to load leaves the old one serving.
             if any(states[v].state == AVAILABLE for v in wanted if v in states):
@@ -196,20 +222,30 @@ class ModelManager:
                         self._unload(name, st)
         self._report_loaded()
 
-    def _load(self, settings: ModelSettings, version: int) -> None:
+    def _retry_due(self, st: VersionState) -> bool:
+        return (st.state == END and bool(st.error) and st.failures <= self.load_retries
+                and time.monotonic() >= st.retry_at)
+
+    def _load(self, settings: ModelSettings, version: int, folder: str) -> None:
         states = self._states[settings.name]
+        failures = states[version].failures if version in states else 0
         with self._lock:
-            states[version] = VersionState(version, LOADING)
-        path = os.path.join(settings.base_path, str(version))
+            states[version] = VersionState(version, LOADING, failures=failures)
+        path = os.path.join(settings.base_path, folder)
         started = time.perf_counter()
         try:
             runner = load_runner(self.backend, path)
             loaded = LoadedVersion(settings.name, version, path, runner, self.batching, self.metrics)
-            warmed = warm_up(loaded)
+            warmed = warm_up(loaded, self.warmup_iterations)
         except Exception as e:  # any failure: reported in the status, never served
-            log.error("model %s version %d failed to load: %s", settings.name, version, e)
+            failures += 1
+            again = failures <= self.load_retries
+            log.error("model %s version %d failed to load%s: %s", settings.name, version,
+                      f" (try {failures} of {self.load_retries + 1}; again in {self.retry_interval:g} s)" if again
+                      else "", e)
             with self._lock:
-                states[version] = VersionState(version, END, error=f"{type(e).__name__}: {e}")
+                states[version] = VersionState(version, END, error=f"{type(e).__name__}: {e}", failures=failures,
+                                               retry_at=time.monotonic() + self.retry_interval)
             return
         settle_heap()
         with self._lock:

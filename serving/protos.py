@@ -48,13 +48,29 @@ def tensor_to_array(alias: str, proto) -> np.ndarray:
         raise invalid(f"tensor parsing error: {alias} ({e})") from None
 
 
-def array_to_tensor(value: np.ndarray):
+# The typed field TensorFlow Serving answers each dtype in (Tensor::AsProtoField).
+_VALUE_FIELDS = {np.dtype(t): field for t, field in (
+    (np.float32, "float_val"), (np.float64, "double_val"), (np.int8, "int_val"), (np.int16, "int_val"),
+    (np.int32, "int_val"), (np.uint8, "int_val"), (np.uint16, "int_val"), (np.int64, "int64_val"),
+    (np.uint32, "uint32_val"), (np.uint64, "uint64_val"), (np.bool_, "bool_val"))}
+
+
+def array_to_tensor(value: np.ndarray, tensor_content: bool = False):
+    """An output as TensorFlow Serving answers it: every value in its typed field (``float_val``,
+    ``int64_val``, ...), or with ``tensor_content`` (--enable_serialization_as_tensor_content)
+    fixed-width numbers as raw bytes."""
     value = np.asarray(value)
     dtype = tf.as_dtype(value.dtype).as_datatype_enum if value.dtype.kind in "fiub" else None
     if dtype not in _RAW_DTYPES:
         return tf.make_tensor_proto(value)
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=np.ascontiguousarray(value).tobytes())
+    proto = tensor_pb2.TensorProto(dtype=dtype)
     proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in value.shape)
+    if tensor_content:
+        proto.tensor_content = np.ascontiguousarray(value).tobytes()
+    elif value.dtype == np.float16:
+        proto.half_val.extend(value.reshape(-1).view(np.uint16).tolist())
+    else:
+        getattr(proto, _VALUE_FIELDS[value.dtype]).extend(value.reshape(-1).tolist())
     return proto
 
 

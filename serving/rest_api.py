@@ -266,11 +266,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RestServer:
-    def __init__(self, core: ServingCore, port: int, host: str = "0.0.0.0", metrics=None, metrics_path: str | None = None):
+    def __init__(self, core: ServingCore, port: int, host: str = "0.0.0.0", metrics=None, metrics_path: str | None = None,
+                 timeout: float = 30.0):
         self.core = core
         self.metrics = metrics
         self.metrics_path = metrics_path if metrics is not None else None
-        handler = type("Handler", (_Handler,), {"api": self})
+        # --rest_api_timeout_in_ms bounds every wait for a client's bytes (and idle keep-alive).
+        handler = type("Handler", (_Handler,), {"api": self, "timeout": min(_Handler.timeout, timeout)})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = False  # shutdown waits for requests in flight
         self.port = self.httpd.server_address[1]

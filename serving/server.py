@@ -29,26 +29,81 @@ def _flag_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+# tensorflow_model_server's flags that change nothing here, with TensorFlow Serving's defaults:
+# accepted (arguments copied from a TensorFlow Serving deployment keep working), and named in one
+# warning when given another value.
+IGNORED_FLAGS = {
+    "rest_api_num_threads": (int, 0), "rest_api_enable_cors_support": ("bool", False),
+    "allow_version_labels_for_unavailable_models": ("bool", False),
+    "enable_per_model_batching_parameters": ("bool", False),
+    "num_load_threads": (int, 0), "num_unload_threads": (int, 0), "flush_filesystem_caches": ("bool", True),
+    "tensorflow_session_parallelism": (int, 0), "tensorflow_session_config_file": (str, ""),
+    "use_alts_credentials": ("bool", False), "ssl_config_file": (str, ""), "platform_config_file": (str, ""),
+    "per_process_gpu_memory_fraction": (float, 0.0), "saved_model_tags": (str, "serve"),
+    "remove_unused_fields_from_bundle_metagraph": ("bool", True), "prefer_tflite_model": ("bool", False),
+    "num_tflite_pools": (int, 1), "num_tflite_interpreters_per_pool": (int, 1),
+    "enable_signature_method_name_check": ("bool", False), "enable_profiler": ("bool", True),
+    "thread_pool_factory_config_file": (str, ""), "mixed_precision": (str, ""), "skip_initialize_tpu": ("bool", True),
+    "enable_grpc_healthcheck_service": ("bool", False), "version": ("bool", False),
+}
+
+
 def add_server_flags(p: argparse.ArgumentParser) -> None:
     """tensorflow_model_server's flags (``--flag=value`` or ``--flag value``), and --backend."""
-    p.add_argument("--port", type=int, default=GRPC_PORT, help="gRPC port")
-    p.add_argument("--rest_api_port", type=int, default=REST_PORT, help="REST port (0: any free port; -1: no REST API)")
+    def flag(name, **kwargs):
+        p.add_argument(f"--{name}", **kwargs)
+
+    def switch(name, default, help):
+        flag(name, type=_flag_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help)
+
+    flag("port", type=int, default=GRPC_PORT, help="gRPC port")
+    flag("grpc_socket_path", default="", help="also serve gRPC on this Unix socket")
+    flag("grpc_channel_arguments", default="",
+         help="gRPC server arguments, comma-separated key=value (e.g. grpc.max_concurrent_streams=100)")
+    p.add_argument("--grpc_max_threads", "--grpc_threads", dest="grpc_threads", type=int, default=32,
+                   help="gRPC worker threads")
+    flag("rest_api_port", type=int, default=REST_PORT, help="REST port (0: any free port; -1: no REST API)")
     p.add_argument("--rest_api_host", "--host", dest="host", default="0.0.0.0", help="address to listen on")
-    p.add_argument("--model_name", default="default", help="name of the model (without --model_config_file)")
-    p.add_argument("--model_base_path", default="", help="folder holding the model's numbered versions")
-    p.add_argument("--model_config_file", default="", help="ModelServerConfig text file (several models, "
-                                                           "version policies, labels)")
-    p.add_argument("--file_system_poll_wait_seconds", type=int, default=1,
-                   help="seconds between checks of base paths for new versions (0: load once)")
-    p.add_argument("--enable_batching", type=_flag_bool, nargs="?", const=True, default=False,
-                   help="merge concurrent requests into batches")
-    p.add_argument("--batching_parameters_file", default="", help="BatchingParameters text file")
-    p.add_argument("--monitoring_config_file", default="", help="MonitoringConfig text file (Prometheus)")
-    p.add_argument("--backend", choices=["tf", "onnx"], default="tf",
-                   help="tf: the SavedModel signatures; onnx: the version's ONNX twin with onnxruntime")
-    p.add_argument("--grpc_threads", type=int, default=32, help="gRPC worker threads")
-    p.add_argument("--drain_seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight "
-                                                                     "may take to finish")
+    flag("rest_api_timeout_in_ms", type=int, default=30000, help="how long a REST client may take to send a request")
+    flag("model_name", default="default", help="name of the model (without --model_config_file)")
+    flag("model_base_path", default="", help="folder holding the model's numbered versions")
+    flag("model_config_file", default="", help="ModelServerConfig text file (several models, version policies, "
+                                               "labels)")
+    flag("model_config_file_poll_wait_seconds", type=int, default=0,
+         help="seconds between reads of --model_config_file for changes (0: read once)")
+    flag("file_system_poll_wait_seconds", type=int, default=1,
+         help="seconds between checks of base paths for new versions (0: load once)")
+    flag("max_num_load_retries", type=int, default=5, help="times a version that failed to load is tried again")
+    flag("load_retry_interval_micros", type=int, default=60_000_000, help="microseconds between those tries")
+    switch("enable_batching", False, "merge concurrent requests into batches")
+    flag("batching_parameters_file", default="", help="BatchingParameters text file")
+    flag("monitoring_config_file", default="", help="MonitoringConfig text file (Prometheus)")
+    switch("enable_model_warmup", True, "replay a version's assets.extra/tf_serving_warmup_requests before it serves")
+    flag("num_request_iterations_for_warmup", type=int, default=1, help="times each warm-up request is replayed")
+    switch("enable_serialization_as_tensor_content", False,
+           "answer numeric outputs as raw tensor_content instead of float_val, int64_val, ...")
+    flag("tensorflow_intra_op_parallelism", type=int, default=0, help="TensorFlow's intra-op threads (0: its default)")
+    flag("tensorflow_inter_op_parallelism", type=int, default=0, help="TensorFlow's inter-op threads (0: its default)")
+    for name, (kind, default) in IGNORED_FLAGS.items():
+        if kind == "bool":
+            switch(name, default, argparse.SUPPRESS)
+        else:
+            flag(name, type=kind, default=default, help=argparse.SUPPRESS)
+    flag("backend", choices=["tf", "onnx"], default="tf",
+         help="tf: the SavedModel signatures; onnx: the version's ONNX twin with onnxruntime")
+    flag("drain_seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may take to finish")
+
+
+def grpc_channel_arguments(text: str) -> list[tuple[str, object]]:
+    """``a=1,b=x`` -> [("a", 1), ("b", "x")], as tensorflow_model_server reads --grpc_channel_arguments."""
+    arguments = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"--grpc_channel_arguments: {item!r} is not key=value")
+        value = value.strip()
+        arguments.append((key.strip(), int(value) if value.lstrip("-").isdigit() else value))
+    return arguments
 
 
 @dataclass
@@ -59,17 +114,31 @@ class ServerOptions:
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
     file_system_poll_wait_seconds: int = 1
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
     enable_batching: bool = False
     batching_parameters_file: str = ""
     monitoring_config_file: str = ""
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    enable_serialization_as_tensor_content: bool = False
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: str = ""
+    rest_api_timeout_in_ms: int = 30000
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
     backend: str = "tf"
     grpc_threads: int = 32
     drain_seconds: float = 30.0
+    ignored_flags: tuple[str, ...] = ()  # given, but meaning nothing here
 
     @classmethod
     def from_args(cls, args) -> "ServerOptions":
-        return cls(**{k: getattr(args, k) for k in cls.__dataclass_fields__})
+        ignored = tuple(name for name, (_, default) in IGNORED_FLAGS.items() if getattr(args, name) != default)
+        values = {k: getattr(args, k) for k in cls.__dataclass_fields__ if k != "ignored_flags"}
+        return cls(**values, ignored_flags=ignored)
 
 
 def model_settings(options: ServerOptions):
@@ -141,10 +210,25 @@ class ModelServer:
         from dfdetect.serving.models import ModelManager
 
         self.options = options
+        if options.ignored_flags:
+            log.warning("ignored (they change nothing in this server): %s",
+                        ", ".join(f"--{name}" for name in options.ignored_flags))
+        if options.tensorflow_intra_op_parallelism > 0 or options.tensorflow_inter_op_parallelism > 0:
+            import tensorflow as tf
+
+            if options.tensorflow_intra_op_parallelism > 0:
+                tf.config.threading.set_intra_op_parallelism_threads(options.tensorflow_intra_op_parallelism)
+            if options.tensorflow_inter_op_parallelism > 0:
+                tf.config.threading.set_inter_op_parallelism_threads(options.tensorflow_inter_op_parallelism)
+        self.channel_arguments = grpc_channel_arguments(options.grpc_channel_arguments)
         settings = model_settings(options)
         batching = batching_options(options)
         self.metrics_path = monitoring_path(options)
-        self.manager = ModelManager(settings, options.backend, batching)
+        self.manager = ModelManager(settings, options.backend, batching,
+                                    load_retries=options.max_num_load_retries,
+                                    retry_interval=options.load_retry_interval_micros / 1e6,
+                                    warmup_iterations=options.num_request_iterations_for_warmup
+                                    if options.enable_model_warmup else 0)
         self.metrics = ServerMetrics(queue_depth=self.manager.queue_depth)
         self.manager.metrics = self.metrics
         self.core = ServingCore(self.manager, self.metrics)
@@ -157,12 +241,14 @@ class ModelServer:
         from dfdetect.serving.rest_api import RestServer
 
         self.manager.start(self.options.file_system_poll_wait_seconds)
-        self.grpc = GrpcServer(self.core, self.options.port, self.options.host, self.options.grpc_threads)
+        self.grpc = GrpcServer(self.core, self.options.port, self.options.host, self.options.grpc_threads,
+                               socket_path=self.options.grpc_socket_path, arguments=self.channel_arguments,
+                               tensor_content=self.options.enable_serialization_as_tensor_content)
         self.grpc.start()
         self.grpc.set_serving(True)
         if self.options.rest_api_port >= 0:
             self.rest = RestServer(self.core, self.options.rest_api_port, self.options.host, self.metrics,
-                                   self.metrics_path)
+                                   self.metrics_path, timeout=self.options.rest_api_timeout_in_ms / 1000)
             self.rest.start()
         log.info("serving gRPC on %s:%d%s (backend %s, batching %s)", self.options.host, self.grpc.port,
                  f", REST on {self.options.host}:{self.rest.port}" if self.rest else "", self.options.backend,

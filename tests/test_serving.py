@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -208,7 +209,6 @@ def test_grpc_errors(server, crops):
         (predict_request(pictures=crops), grpc.StatusCode.INVALID_ARGUMENT, "input tensor alias not found in signature: pictures. Inputs expected to be in the set {images}."),
         (predict_request(images=crops, extra=crops), grpc.StatusCode.INVALID_ARGUMENT, "input size does not match signature: 2!=1"),
         (predict_request(images=crops.astype(np.float32)), grpc.StatusCode.INVALID_ARGUMENT, "Expected input images to be of type uint8"),
-        (predict_request(images=crops[:, :16]), grpc.StatusCode.INVALID_ARGUMENT, "has shape [16,16,32,3] but the signature expects [?,32,32,3]"),
         (predict_request("", images=crops), grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
     ]
     for request, code, message in cases:
@@ -380,6 +380,10 @@ def test_batching_merges_concurrent_requests(tiny_export, tmp_path, crops):
         count = float(next(l.split()[-1] for l in text.splitlines() if l.startswith("dfdetect_serving_batch_size_count")))
         total = float(next(l.split()[-1] for l in text.splitlines() if l.startswith("dfdetect_serving_batch_size_sum")))
         assert count < 13 and total / count > 1  # concurrent requests shared model calls
+        # Batched requests must concatenate: their shapes are checked against the signature.
+        code, details = grpc_error(predict.Predict, predict_request(images=crops[:, :16]))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "has shape [16,16,32,3] but the signature expects [?,32,32,3]" in details
         # Padding: every model call ran at an allowed size.
         assert 'dfdetect_serving_batch_size_bucket{le="4.0",model="deepfake"} 0.0' in text
     finally:
@@ -494,3 +498,126 @@ def test_malformed_config_files_fail_at_start(tmp_path, tiny_export):
     with pytest.raises(BadInputError, match="either --model_config_file or --model_base_path"):
         start_server(model_config_file=str(bad), model_base_path="/x")
     assert text_format.Parse("max_batch_size { value: 8 }", BatchingParameters()).max_batch_size.value == 8
+
+
+# --- as TensorFlow Serving does it ---------------------------------------------------------------
+
+def matmul_savedmodel(path: Path) -> Path:
+    """x [?,3] times a 3x1 matrix: the graph itself needs the width 3."""
+    class Matmul(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.matmul(x, tf.ones([3, 1]))}
+
+    module = Matmul()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def test_outputs_in_typed_fields_and_shapes_left_to_the_graph(server, tmp_path):
+    predict, _, _ = stubs(server.grpc_port)
+    # x of shape [1] to a signature declaring [?,1]: the graph takes it, as in TensorFlow Serving.
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "generic"
+    request.inputs["x"].dtype = tf.float32.as_datatype_enum
+    request.inputs["x"].float_val.append(2.0)
+    request.inputs["x"].tensor_shape.dim.add().size = 1
+    response = predict.Predict(request)
+    y = response.outputs["y"]
+    assert list(y.float_val) == [3.0] and not y.tensor_content, "outputs answer in float_val, not tensor_content"
+    assert [d.size for d in y.tensor_shape.dim] == [1]
+    status, body = rest(server.rest_port, "POST", "/v1/models/generic:predict", {"instances": [2.0, 3.0, 4.0]})
+    assert (status, body) == (200, {"predictions": [3.0, 3.5, 4.0]})
+
+    # Where the graph needs a shape, its refusal names the input and the signature's shape.
+    matmul_savedmodel(tmp_path / "matmul" / "1")
+    srv = start_server(model_name="matmul", model_base_path=str(tmp_path / "matmul"))
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        ok = predict.Predict(predict_request("matmul", x=np.ones((2, 3), np.float32)))
+        assert list(ok.outputs["y"].float_val) == [3.0, 3.0]
+        code, details = grpc_error(predict.Predict, predict_request("matmul", x=np.ones((2, 4), np.float32)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Input x has shape [2,4] but the signature expects [?,3]" in details
+    finally:
+        srv.stop()
+
+
+def test_tensor_content_answers_behind_the_flag(tiny_export, crops):
+    _, repository, _ = tiny_export
+    srv = start_server(model_base_path=str(repository / "deepfake"), enable_serialization_as_tensor_content=True)
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        scores = predict.Predict(predict_request(images=crops[:3])).outputs["fake_probability"]
+        assert len(scores.tensor_content) == 3 * 4 and not scores.float_val
+    finally:
+        srv.stop()
+
+
+def test_version_folders_are_numbers_and_a_failed_load_is_tried_again(tmp_path):
+    base = tmp_path / "padded"
+    generic_savedmodel(base / "00000007")
+    srv = start_server(model_name="padded", model_base_path=str(base), file_system_poll_wait_seconds=1,
+                       max_num_load_retries=2, load_retry_interval_micros=200_000)
+    try:
+        predict, models, _ = stubs(srv.grpc_port)
+        response = predict.Predict(predict_request("padded", x=np.array([[1.0]], np.float32)))
+        assert response.model_spec.version.value == 7 and list(response.outputs["y"].float_val) == [2.5]
+        # A new version whose folder is not whole yet (no variables): it fails, then loads once copied.
+        (base / "00000008").mkdir()
+        shutil.copy(base / "00000007" / "saved_model.pb", base / "00000008" / "saved_model.pb")
+        status = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "padded", "version": {"value": 8}})
+        def failed():
+            try:
+                return models.GetModelStatus(status).model_version_status[0].status.error_message != ""
+            except grpc.RpcError:  # not seen yet
+                return False
+
+        assert _wait(failed), "the half-copied version 8 was never reported as failed"
+        shutil.rmtree(base / "00000008")
+        generic_savedmodel(base / "00000008")
+        assert _wait(lambda: predict.Predict(predict_request("padded", x=np.array([[1.0]], np.float32))
+                                             ).model_spec.version.value == 8), "version 8 was not tried again"
+        states = {s.version: s.state for s in models.GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "padded"})).model_version_status}
+        assert states[8] == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    finally:
+        srv.stop()
+
+
+def test_every_tensorflow_model_server_flag_is_accepted(tmp_path, caplog):
+    from dfdetect.cli import build_parser
+    from dfdetect.serving.server import IGNORED_FLAGS, ServerOptions, grpc_channel_arguments
+
+    generic_savedmodel(tmp_path / "m" / "1")
+    socket_path = tmp_path / "tfs.sock"
+    flags = ["serve", "--port=0", "--rest_api_port=0", f"--model_base_path={tmp_path / 'm'}", "--model_name=m",
+             "--rest_api_timeout_in_ms=5000", f"--grpc_socket_path={socket_path}",
+             "--grpc_channel_arguments=grpc.max_concurrent_streams=16,grpc.so_reuseaddr=1",
+             "--model_config_file_poll_wait_seconds=0", "--max_num_load_retries=1",
+             "--load_retry_interval_micros=1000", "--enable_model_warmup=false", "--num_request_iterations_for_warmup=2",
+             "--prefer_tflite_model=true", "--rest_api_num_threads=4", "--saved_model_tags=serve",
+             "--enable_batching=false", "--tensorflow_intra_op_parallelism=0"]
+    args = build_parser().parse_args(flags)
+    options = ServerOptions.from_args(args)
+    assert options.ignored_flags == ("rest_api_num_threads", "prefer_tflite_model")  # saved_model_tags: default
+    assert grpc_channel_arguments("a=1, b=x") == [("a", 1), ("b", "x")]
+    with pytest.raises(Exception, match="is not key=value"):
+        grpc_channel_arguments("nonsense")
+    for name, (kind, default) in IGNORED_FLAGS.items():  # every one parses
+        value = "true" if kind == "bool" else str(default if default != "" else "x")
+        build_parser().parse_args(["serve", f"--{name}={value}"])
+    with caplog.at_level("WARNING", logger="dfdetect.serving.server"):
+        srv = start_server(**{k: v for k, v in vars(options).items() if k not in ("port", "rest_api_port", "host",
+                                                                              "ignored_flags")},
+                           ignored_flags=options.ignored_flags)
+    try:
+        assert "ignored (they change nothing in this server): --rest_api_num_threads, --prefer_tflite_model" \
+            in caplog.text
+        channel = grpc.insecure_channel(f"unix:{socket_path}")  # gRPC on the Unix socket too
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            predict_request("m", x=np.array([[2.0]], np.float32)), timeout=30)
+        assert list(response.outputs["y"].float_val) == [3.0]
+        channel.close()
+    finally:
+        srv.stop()
