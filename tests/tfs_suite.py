@@ -46,11 +46,15 @@ suite_module.tf.enable_eager_execution()
 case = suite_module.TensorflowModelServerTest
 tests = unittest.TestSuite(case(name) for name in names)
 result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(tests)
+def why(trace):
+    lines = trace.strip().splitlines()
+    details = [l.strip() for l in lines if l.strip().startswith("details = ")]
+    return (details[-1][len("details = "):].strip('"') if details else lines[-1])[:160]
 outcome = {name: "ok" for name in names}
 for test, trace in result.failures:
-    outcome[test._testMethodName] = "FAIL: " + trace.strip().splitlines()[-1][:200]
+    outcome[test._testMethodName] = "FAIL: " + why(trace)
 for test, trace in result.errors:
-    outcome[test._testMethodName] = "ERROR: " + trace.strip().splitlines()[-1][:200]
+    outcome[test._testMethodName] = "ERROR: " + why(trace)
 json.dump(outcome, open(report, "w"), indent=1)
 """ % SUITE
 
