@@ -54,9 +54,10 @@ def check_input(spec: TensorSpec, value: np.ndarray, shape: bool = True) -> np.n
 
 
 class ServingCore:
-    def __init__(self, manager: ModelManager, metrics=None):
+    def __init__(self, manager: ModelManager, metrics=None, check_method_names: bool = False):
         self.manager = manager
         self.metrics = metrics
+        self.check_method_names = check_method_names  # Classify/Regress only on signatures of that method
 
     def predict(self, spec: Spec, inputs: dict[str, np.ndarray], output_filter=(), api: str = "grpc") -> PredictResult:
         started = time.perf_counter()

@@ -10,9 +10,10 @@ from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (classification_pb2, inference_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
 
-from dfdetect.serving import protos
+from dfdetect.serving import inference, protos
 from dfdetect.serving.core import ServingCore
 from dfdetect.serving.errors import ServingError, invalid, unimplemented
 
@@ -60,11 +61,89 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, e)
         return protos.metadata_response(name, version, signature_defs)
 
-    def _unimplemented(self, request, context):
-        _abort(context, unimplemented("this server implements Predict and GetModelMetadata; "
-                                      "Classify, Regress and MultiInference are not available"))
+    @staticmethod
+    def _examples(request_input) -> list[bytes]:
+        kind = request_input.WhichOneof("kind")
+        if kind == "example_list":
+            return inference.serialized_examples(list(request_input.example_list.examples))
+        if kind == "example_list_with_context":
+            with_context = request_input.example_list_with_context
+            return inference.serialized_examples(list(with_context.examples), with_context.context)
+        raise invalid("Input is empty")
 
-    Classify = Regress = MultiInference = _unimplemented
+    @staticmethod
+    def _fill_classification(result, classification) -> None:
+        count = len(classification.scores if classification.scores is not None else classification.classes)
+        for i in range(count):
+            entry = result.classifications.add()
+            width = (classification.scores if classification.scores is not None else classification.classes).shape[1]
+            for k in range(width):
+                item = entry.classes.add()
+                if classification.classes is not None:
+                    item.label = _text(classification.classes[i, k])
+                if classification.scores is not None:
+                    item.score = float(classification.scores[i, k])
+
+    @staticmethod
+    def _fill_spec(model_spec, name: str, version: int, signature: str) -> None:
+        model_spec.name, model_spec.signature_name = name, signature
+        model_spec.version.value = version
+
+    def Classify(self, request, context):
+        try:
+            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
+            result = inference.classify(self.core, spec, self._examples(request.input))
+        except ServingError as e:
+            _abort(context, e)
+        response = classification_pb2.ClassificationResponse()
+        self._fill_spec(response.model_spec, result.name, result.version, result.signature)
+        self._fill_classification(response.result, result)
+        return response
+
+    def Regress(self, request, context):
+        try:
+            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
+            result = inference.regress(self.core, spec, self._examples(request.input))
+        except ServingError as e:
+            _abort(context, e)
+        response = regression_pb2.RegressionResponse()
+        self._fill_spec(response.model_spec, result.name, result.version, result.signature)
+        response.result.regressions.extend(regression_pb2.Regression(value=float(v)) for v in result.values)
+        return response
+
+    def MultiInference(self, request, context):
+        try:
+            if not request.tasks:
+                raise invalid("Inference request must have at least one task")
+            names = {task.model_spec.name for task in request.tasks}
+            if len(names) > 1:
+                raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name")
+            signatures = [task.model_spec.signature_name for task in request.tasks]
+            if len(set(signatures)) != len(signatures):
+                raise invalid("Duplicate evaluation of signature: " +
+                              next(s for s in signatures if signatures.count(s) > 1))
+            examples = self._examples(request.input)
+            response = inference_pb2.MultiInferenceResponse()
+            for task in request.tasks:
+                spec = protos.spec_from_proto(task.model_spec, True)
+                entry = response.results.add()
+                if task.method_name == inference.CLASSIFY:
+                    result = inference.classify(self.core, spec, examples)
+                    self._fill_classification(entry.classification_result, result)
+                elif task.method_name == inference.REGRESS:
+                    result = inference.regress(self.core, spec, examples)
+                    entry.regression_result.regressions.extend(
+                        regression_pb2.Regression(value=float(v)) for v in result.values)
+                else:
+                    raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
+                self._fill_spec(entry.model_spec, result.name, result.version, result.signature)
+        except ServingError as e:
+            _abort(context, e)
+        return response
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -22,9 +22,9 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import tensorflow as tf
 
-from dfdetect.serving import protos
+from dfdetect.serving import inference, protos
 from dfdetect.serving.core import ServingCore, Spec
-from dfdetect.serving.errors import ServingError, invalid, unimplemented
+from dfdetect.serving.errors import ServingError, invalid
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,56 @@ def render_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict:
     return {"predictions": [{n: columns[n][i] for n in names} for i in range(first)]}
 
 
+def _feature(value, where: str):
+    """A JSON value (number, string, {"b64": ...}, or a list of one kind) as a tf.train.Feature."""
+    values = value if isinstance(value, list) else [value]
+    if values and all(isinstance(v, bool) for v in values):
+        raise invalid(f"{where}: booleans are not a tf.Example feature type")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    if all(isinstance(v, (str, dict)) for v in values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[_leaf_bytes(v) for v in values]))
+    raise invalid(f"{where}: a feature takes numbers, strings or {{\"b64\": ...}} values of one kind, got "
+                  f"{json.dumps(value)[:200]}")
+
+
+def _example(features, where: str):
+    if not isinstance(features, dict):
+        raise invalid(f"{where}: an example is a JSON object of features, got {json.dumps(features)[:200]}")
+    example = tf.train.Example()
+    for name, value in features.items():
+        example.features.feature[name].CopyFrom(_feature(value, f"{where} feature {name}"))
+    return example
+
+
+def parse_examples_body(body: bytes) -> tuple[str, list[bytes]]:
+    """A :classify / :regress body: (signature name, serialized tf.Example per example)."""
+    try:
+        doc = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise invalid(f"JSON Parse error: {e}") from None
+    if not isinstance(doc, dict):
+        raise invalid("JSON Value: request is not an object with 'examples'")
+    signature = doc.get("signature_name", "")
+    if not isinstance(signature, str):
+        raise invalid("'signature_name' key must be a string value.")
+    examples = doc.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise invalid("'examples' key must be a non-empty list of objects")
+    parsed = [_example(e, f"examples[{i}]") for i, e in enumerate(examples)]
+    context = _example(doc["context"], "context") if "context" in doc else None
+    return signature, inference.serialized_examples(parsed, context)
+
+
+def _label(classes, i: int, k: int) -> str:
+    if classes is None:
+        return ""
+    value = classes[i, k]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 # --- the HTTP server -------------------------------------------------------------------------
 
 class _Handler(BaseHTTPRequestHandler):
@@ -230,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and (m := _PREDICT.fullmatch(path)):
                 name, version, label, verb = m.groups()
                 if verb.lower() != "predict":
-                    raise unimplemented(f"{verb} is not available on this server; use :predict")
+                    return self._infer(verb.lower(), _spec(name, version, label), body)
                 return self._predict(_spec(name, version, label), body)
             if method == "GET" and (m := _STATUS.fullmatch(path)):
                 name, version, label, metadata = m.groups()
@@ -251,6 +301,19 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug must not take the server down; the client gets a 500
             log.exception("REST request %s %s failed", method, path)
             self._json(500, {"error": f"internal error: {type(e).__name__}: {e}"})
+
+    def _infer(self, verb: str, spec: Spec, body: bytes) -> None:
+        """:classify and :regress: JSON examples -> tf.Example -> the signature -> "results"."""
+        signature, examples = parse_examples_body(body)
+        spec.signature = signature
+        if verb == "classify":
+            result = inference.classify(self.api.core, spec, examples, api="rest")
+            rows = result.scores if result.scores is not None else result.classes
+            results = [[[_label(result.classes, i, k), float(result.scores[i, k]) if result.scores is not None
+                         else None] for k in range(rows.shape[1])] for i in range(rows.shape[0])]
+        else:
+            results = [float(v) for v in inference.regress(self.api.core, spec, examples, api="rest").values]
+        self._json(200, {"results": results})
 
     def _predict(self, spec: Spec, body: bytes) -> None:
         core = self.api.core

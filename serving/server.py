@@ -42,7 +42,7 @@ IGNORED_FLAGS = {
     "per_process_gpu_memory_fraction": (float, 0.0), "saved_model_tags": (str, "serve"),
     "remove_unused_fields_from_bundle_metagraph": ("bool", True), "prefer_tflite_model": ("bool", False),
     "num_tflite_pools": (int, 1), "num_tflite_interpreters_per_pool": (int, 1),
-    "enable_signature_method_name_check": ("bool", False), "enable_profiler": ("bool", True),
+"enable_profiler": ("bool", True),
     "thread_pool_factory_config_file": (str, ""), "mixed_precision": (str, ""), "skip_initialize_tpu": ("bool", True),
     "enable_grpc_healthcheck_service": ("bool", False), "version": ("bool", False),
 }
@@ -80,6 +80,8 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     flag("monitoring_config_file", default="", help="MonitoringConfig text file (Prometheus)")
     switch("enable_model_warmup", True, "replay a version's assets.extra/tf_serving_warmup_requests before it serves")
     flag("num_request_iterations_for_warmup", type=int, default=1, help="times each warm-up request is replayed")
+    switch("enable_signature_method_name_check", False,
+           "Classify and Regress only on signatures whose method is tensorflow/serving/classify or regress")
     switch("enable_serialization_as_tensor_content", False,
            "answer numeric outputs as raw tensor_content instead of float_val, int64_val, ...")
     flag("tensorflow_intra_op_parallelism", type=int, default=0, help="TensorFlow's intra-op threads (0: its default)")
@@ -124,6 +126,7 @@ class ServerOptions:
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 1
     enable_serialization_as_tensor_content: bool = False
+    enable_signature_method_name_check: bool = False
     grpc_socket_path: str = ""
     grpc_channel_arguments: str = ""
     rest_api_timeout_in_ms: int = 30000
@@ -231,7 +234,7 @@ class ModelServer:
                                     if options.enable_model_warmup else 0)
         self.metrics = ServerMetrics(queue_depth=self.manager.queue_depth)
         self.manager.metrics = self.metrics
-        self.core = ServingCore(self.manager, self.metrics)
+        self.core = ServingCore(self.manager, self.metrics, options.enable_signature_method_name_check)
         self.grpc = None
         self.rest = None
         self._stopped = threading.Event()

@@ -621,3 +621,101 @@ def test_every_tensorflow_model_server_flag_is_accepted(tmp_path, caplog):
         channel.close()
     finally:
         srv.stop()
+
+
+def examples_savedmodel(path: Path) -> Path:
+    """Classify and regress signatures over serialized tf.Examples (feature x), y = x/2 + 2."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    class Examples(tf.Module):
+        def _y(self, serialized):
+            return tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"] * 0.5 + 2.0
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(self, inputs):
+            y = self._y(inputs)
+            return {"scores": y, "classes": tf.fill(tf.shape(y), "half")}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(self, inputs):
+            return {"outputs": self._y(inputs)}
+
+    module = Examples()
+    tf.saved_model.save(module, str(path), signatures={"classify_x_to_y": module.classify,
+                                                        "regress_x_to_y": module.regress,
+                                                        "serving_default": module.regress})
+    # tf.saved_model.save names every signature a predict one; the methods as TF1 exports have them.
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    signatures = saved.meta_graphs[0].signature_def
+    signatures["classify_x_to_y"].method_name = "tensorflow/serving/classify"
+    signatures["regress_x_to_y"].method_name = "tensorflow/serving/regress"
+    (path / "saved_model.pb").write_bytes(saved.SerializeToString())
+    return path
+
+
+def test_classify_regress_and_multi_inference_over_grpc_and_rest(tmp_path):
+    from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
+
+    examples_savedmodel(tmp_path / "examples" / "3")
+    srv = start_server(model_name="examples", model_base_path=str(tmp_path / "examples"))
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name, request.model_spec.signature_name = "examples", "classify_x_to_y"
+        for x in (2.0, 4.0):
+            request.input.example_list.examples.add().features.feature["x"].float_list.value.append(x)
+        response = predict.Classify(request)
+        assert [[(c.label, c.score) for c in r.classes] for r in response.result.classifications] == \
+            [[("half", 3.0)], [("half", 4.0)]]
+        assert response.model_spec.version.value == 3 and response.model_spec.signature_name == "classify_x_to_y"
+
+        regress = regression_pb2.RegressionRequest()
+        regress.model_spec.name, regress.model_spec.signature_name = "examples", "regress_x_to_y"
+        with_context = regress.input.example_list_with_context
+        with_context.examples.add()
+        with_context.context.features.feature["x"].float_list.value.append(6.0)  # the context gives x
+        assert [r.value for r in predict.Regress(regress).result.regressions] == [5.0]
+
+        multi = inference_pb2.MultiInferenceRequest()
+        for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"),
+                                  ("classify_x_to_y", "tensorflow/serving/classify")):
+            task = multi.tasks.add(method_name=method)
+            task.model_spec.name, task.model_spec.signature_name = "examples", signature
+        multi.input.example_list.examples.add().features.feature["x"].float_list.value.append(2.0)
+        results = predict.MultiInference(multi).results
+        assert results[0].regression_result.regressions[0].value == 3.0
+        assert results[1].classification_result.classifications[0].classes[0].score == 3.0
+
+        # A signature without classes or scores cannot classify; an empty input is refused.
+        wrong = classification_pb2.ClassificationRequest()
+        wrong.CopyFrom(request)
+        wrong.model_spec.signature_name = "serving_default"
+        assert grpc_error(predict.Classify, wrong) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "Expected classification signature outputs to contain 'classes' "
+                                              "and/or 'scores'")
+        empty = classification_pb2.ClassificationRequest()
+        empty.model_spec.name, empty.model_spec.signature_name = "examples", "classify_x_to_y"
+        assert grpc_error(predict.Classify, empty) == (grpc.StatusCode.INVALID_ARGUMENT, "Input is empty")
+
+        assert rest(srv.rest_port, "POST", "/v1/models/examples:classify",
+                    {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}) == \
+            (200, {"results": [[["half", 3.0]]]})
+        assert rest(srv.rest_port, "POST", "/v1/models/examples/versions/3:regress",
+                    {"signature_name": "regress_x_to_y", "context": {"x": 4.0}, "examples": [{}]}) == \
+            (200, {"results": [4.0]})
+        status, body = rest(srv.rest_port, "POST", "/v1/models/examples:regress", {"examples": [{"x": [True]}]})
+        assert status == 400 and "booleans are not a tf.Example feature type" in body["error"]
+    finally:
+        srv.stop()
+    # With --enable_signature_method_name_check, the method names count, as in TensorFlow Serving.
+    srv = start_server(model_name="examples", model_base_path=str(tmp_path / "examples"),
+                       enable_signature_method_name_check=True)
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        assert predict.Classify(request).result.classifications[0].classes[0].score == 3.0
+        regress.model_spec.signature_name = "serving_default"
+        assert grpc_error(predict.Regress, regress) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "Expected regression signature method_name to be "
+                                              "tensorflow/serving/regress. Was: tensorflow/serving/predict")
+    finally:
+        srv.stop()
