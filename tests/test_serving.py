@@ -229,7 +229,7 @@ def test_grpc_errors(server, crops):
     assert code == grpc.StatusCode.NOT_FOUND
     code, details = grpc_error(predict.Classify, __import__("tensorflow_serving.apis.classification_pb2",
                                                             fromlist=["x"]).ClassificationRequest())
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "Predict" in details
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
 
 
 def test_rest_errors(server):
@@ -248,7 +248,7 @@ def test_rest_errors(server):
         ("/v1/models/generic/versions/abc:predict", {"instances": [[1.0]]}, 400, "Malformed request: POST /v1/models/generic/versions/abc:predict"),
         ("/v1/models/generic/versions/7:predict", {"instances": [[1.0]]}, 404, "Specific(generic, 7)"),
         ("/v1/models/generic/labels/canary:predict", {"instances": [[1.0]]}, 400, "Unrecognized servable version label: canary"),
-        ("/v1/models/generic:classify", {"examples": []}, 501, "classify"),
+        ("/v1/models/generic:classify", {"examples": []}, 400, "'examples' key must be a non-empty list"),
         ("/v1/models/generic:predict", {"signature_name": "mixed", "instances": [{"a": 1.0, "text": {"b64": "!!"}}]}, 400, "Unable to base64 decode"),
     ]
     for path, body, status, message in cases:
