@@ -103,11 +103,8 @@ class TensorFlowRunner(Runner):
         feed = {alias: tf.constant(value, dtype=sig.inputs[alias].dtype) for alias, value in inputs.items()}
         try:
             result = self._functions[signature](**feed)
-        except (TypeError, ValueError) as e:  # the graph refuses the inputs' shapes
-            from dfdetect.serving.errors import invalid
-
-            why = [m for alias, value in inputs.items() if (m := shape_mismatch(sig.inputs[alias], np.asarray(value)))]
-            raise invalid("; ".join(why) if why else str(e).strip().splitlines()[0]) from None
+        except (TypeError, ValueError) as e:  # the function refuses the inputs (their shapes): as the graph would
+            raise tf.errors.InvalidArgumentError(None, None, str(e).strip()) from None
         return {name: result[name].numpy() for name in outputs}
 
     def close(self):

@@ -59,7 +59,11 @@ class ServingCore:
         self.metrics = metrics
         self.check_method_names = check_method_names  # Classify/Regress only on signatures of that method
 
-    def predict(self, spec: Spec, inputs: dict[str, np.ndarray], output_filter=(), api: str = "grpc") -> PredictResult:
+    def predict(self, spec: Spec, inputs: dict[str, np.ndarray], output_filter=(), api: str = "grpc",
+                outputs_of=None) -> PredictResult:
+        """``outputs_of``: instead of ``output_filter``, a function of the resolved Signature
+        giving the outputs to fetch (or raising ServingError): Classify and Regress check their
+        signature on the very version that runs."""
         started = time.perf_counter()
         status, signature_name = "OK", spec.signature or "serving_default"
         try:
@@ -67,7 +71,7 @@ class ServingCore:
                 sig = self.manager.signature(loaded, spec.signature)
                 signature_name = sig.name
                 feed = self._validated(sig, inputs, batched=loaded.batches(sig.name))
-                outputs = self._outputs(sig, output_filter)
+                outputs = self._outputs(sig, outputs_of(sig) if outputs_of is not None else output_filter)
                 result = self._run(loaded, sig, feed, outputs)
                 return PredictResult(spec.name, loaded.version, sig.name, result)
         except ServingError as e:

@@ -72,44 +72,32 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         raise invalid("Input is empty")
 
     @staticmethod
-    def _fill_classification(result, classification) -> None:
-        count = len(classification.scores if classification.scores is not None else classification.classes)
-        for i in range(count):
-            entry = result.classifications.add()
-            width = (classification.scores if classification.scores is not None else classification.classes).shape[1]
-            for k in range(width):
-                item = entry.classes.add()
-                if classification.classes is not None:
-                    item.label = _text(classification.classes[i, k])
-                if classification.scores is not None:
-                    item.score = float(classification.scores[i, k])
+    def _fill(model_spec, target, result) -> None:
+        """The model spec that answered, and the result into its ClassificationResult or RegressionResult."""
+        model_spec.name, model_spec.signature_name, model_spec.version.value = (result.name, result.signature,
+                                                                                 result.version)
+        if isinstance(result, inference.Classification):
+            for row in result.rows():
+                entry = target.classifications.add()
+                for label, score in row:
+                    entry.classes.add(label=label, score=0.0 if score is None else score)
+        else:
+            target.regressions.extend(regression_pb2.Regression(value=float(v)) for v in result.values)
 
-    @staticmethod
-    def _fill_spec(model_spec, name: str, version: int, signature: str) -> None:
-        model_spec.name, model_spec.signature_name = name, signature
-        model_spec.version.value = version
+    def _infer(self, request, context, run, response):
+        try:
+            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
+            result = run(self.core, spec, self._examples(request.input))
+        except ServingError as e:
+            _abort(context, e)
+        self._fill(response.model_spec, response.result, result)
+        return response
 
     def Classify(self, request, context):
-        try:
-            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
-            result = inference.classify(self.core, spec, self._examples(request.input))
-        except ServingError as e:
-            _abort(context, e)
-        response = classification_pb2.ClassificationResponse()
-        self._fill_spec(response.model_spec, result.name, result.version, result.signature)
-        self._fill_classification(response.result, result)
-        return response
+        return self._infer(request, context, inference.classify, classification_pb2.ClassificationResponse())
 
     def Regress(self, request, context):
-        try:
-            spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
-            result = inference.regress(self.core, spec, self._examples(request.input))
-        except ServingError as e:
-            _abort(context, e)
-        response = regression_pb2.RegressionResponse()
-        self._fill_spec(response.model_spec, result.name, result.version, result.signature)
-        response.result.regressions.extend(regression_pb2.Regression(value=float(v)) for v in result.values)
-        return response
+        return self._infer(request, context, inference.regress, regression_pb2.RegressionResponse())
 
     def MultiInference(self, request, context):
         try:
@@ -128,22 +116,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 spec = protos.spec_from_proto(task.model_spec, True)
                 entry = response.results.add()
                 if task.method_name == inference.CLASSIFY:
-                    result = inference.classify(self.core, spec, examples)
-                    self._fill_classification(entry.classification_result, result)
+                    result, target = inference.classify(self.core, spec, examples), entry.classification_result
                 elif task.method_name == inference.REGRESS:
-                    result = inference.regress(self.core, spec, examples)
-                    entry.regression_result.regressions.extend(
-                        regression_pb2.Regression(value=float(v)) for v in result.values)
+                    result, target = inference.regress(self.core, spec, examples), entry.regression_result
                 else:
                     raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
-                self._fill_spec(entry.model_spec, result.name, result.version, result.signature)
+                self._fill(entry.model_spec, target, result)
         except ServingError as e:
             _abort(context, e)
         return response
 
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

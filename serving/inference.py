@@ -28,6 +28,13 @@ class Classification:
     classes: np.ndarray | None  # [examples, k] bytes
     scores: np.ndarray | None  # [examples, k] float
 
+    def rows(self) -> list[list[tuple[str, float | None]]]:
+        """Per example, its (label, score) pairs: label "" without classes, score None without scores."""
+        shape = (self.scores if self.scores is not None else self.classes).shape
+        return [[(_text(self.classes[i, k]) if self.classes is not None else "",
+                  float(self.scores[i, k]) if self.scores is not None else None) for k in range(shape[1])]
+                for i in range(shape[0])]
+
 
 @dataclass
 class Regression:
@@ -53,24 +60,23 @@ def serialized_examples(examples: list, context=None) -> list[bytes]:
     return merged
 
 
-def _signature(core: ServingCore, spec: Spec, method: str, what: str):
-    with core.manager.acquire(spec.name, spec.version, spec.label) as loaded:
-        sig = core.manager.signature(loaded, spec.signature)
+def _check(core: ServingCore, sig, method: str, what: str) -> None:
     # As in TensorFlow Serving, the method name is checked only with --enable_signature_method_name_check.
     if core.check_method_names and sig.proto.method_name != method:
         raise invalid(f"Expected {what} signature method_name to be {method}. Was: {sig.proto.method_name}")
     if INPUTS not in sig.inputs:
         raise invalid(f"No {what} inputs found in SignatureDef: {sig.name} (expected the input {INPUTS!r})")
-    return sig
 
 
 def classify(core: ServingCore, spec: Spec, examples: list[bytes], api: str = "grpc") -> Classification:
-    sig = _signature(core, spec, CLASSIFY, "classification")
-    wanted = [name for name in (CLASSES, SCORES) if name in sig.outputs]
-    if not wanted:
-        raise invalid(f"Expected classification signature outputs to contain {CLASSES!r} and/or {SCORES!r}")
-    result = core.predict(Spec(spec.name, spec.version, spec.label, sig.name),
-                          {INPUTS: _string_tensor(examples)}, wanted, api=api)
+    def outputs_of(sig):
+        _check(core, sig, CLASSIFY, "classification")
+        wanted = [name for name in (CLASSES, SCORES) if name in sig.outputs]
+        if not wanted:
+            raise invalid(f"Expected classification signature outputs to contain {CLASSES!r} and/or {SCORES!r}")
+        return wanted
+
+    result = core.predict(spec, {INPUTS: _string_tensor(examples)}, api=api, outputs_of=outputs_of)
     count = len(examples)
     classes = _per_example(result.outputs.get(CLASSES), count, CLASSES)
     scores = _per_example(result.outputs.get(SCORES), count, SCORES)
@@ -81,16 +87,23 @@ def classify(core: ServingCore, spec: Spec, examples: list[bytes], api: str = "g
 
 
 def regress(core: ServingCore, spec: Spec, examples: list[bytes], api: str = "grpc") -> Regression:
-    sig = _signature(core, spec, REGRESS, "regression")
-    if OUTPUTS not in sig.outputs:
-        raise invalid(f"No regression outputs found in SignatureDef: {sig.name} (expected the output {OUTPUTS!r})")
-    result = core.predict(Spec(spec.name, spec.version, spec.label, sig.name),
-                          {INPUTS: _string_tensor(examples)}, [OUTPUTS], api=api)
+    def outputs_of(sig):
+        _check(core, sig, REGRESS, "regression")
+        if OUTPUTS not in sig.outputs:
+            raise invalid(f"No regression outputs found in SignatureDef: {sig.name} (expected the output "
+                          f"{OUTPUTS!r})")
+        return [OUTPUTS]
+
+    result = core.predict(spec, {INPUTS: _string_tensor(examples)}, api=api, outputs_of=outputs_of)
     values = _per_example(result.outputs[OUTPUTS], len(examples), OUTPUTS)
     if values.shape[1] != 1:
         raise invalid(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
                       f"{list(result.outputs[OUTPUTS].shape)}")
     return Regression(result.name, result.version, result.signature, values[:, 0].astype(np.float32))
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _string_tensor(examples: list[bytes]) -> np.ndarray:

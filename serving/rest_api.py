@@ -217,13 +217,6 @@ def parse_examples_body(body: bytes) -> tuple[str, list[bytes]]:
     return signature, inference.serialized_examples(parsed, context)
 
 
-def _label(classes, i: int, k: int) -> str:
-    if classes is None:
-        return ""
-    value = classes[i, k]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 # --- the HTTP server -------------------------------------------------------------------------
 
 class _Handler(BaseHTTPRequestHandler):
@@ -307,10 +300,8 @@ class _Handler(BaseHTTPRequestHandler):
         signature, examples = parse_examples_body(body)
         spec.signature = signature
         if verb == "classify":
-            result = inference.classify(self.api.core, spec, examples, api="rest")
-            rows = result.scores if result.scores is not None else result.classes
-            results = [[[_label(result.classes, i, k), float(result.scores[i, k]) if result.scores is not None
-                         else None] for k in range(rows.shape[1])] for i in range(rows.shape[0])]
+            rows = inference.classify(self.api.core, spec, examples, api="rest").rows()
+            results = [[list(pair) for pair in row] for row in rows]
         else:
             results = [float(v) for v in inference.regress(self.api.core, spec, examples, api="rest").values]
         self._json(200, {"results": results})

@@ -42,7 +42,7 @@ IGNORED_FLAGS = {
     "per_process_gpu_memory_fraction": (float, 0.0), "saved_model_tags": (str, "serve"),
     "remove_unused_fields_from_bundle_metagraph": ("bool", True), "prefer_tflite_model": ("bool", False),
     "num_tflite_pools": (int, 1), "num_tflite_interpreters_per_pool": (int, 1),
-"enable_profiler": ("bool", True),
+    "enable_profiler": ("bool", True),
     "thread_pool_factory_config_file": (str, ""), "mixed_precision": (str, ""), "skip_initialize_tpu": ("bool", True),
     "enable_grpc_healthcheck_service": ("bool", False), "version": ("bool", False),
 }
