@@ -66,6 +66,39 @@ def test_same_faces_as_the_mtcnn_package(photos, package_mtcnn, onnx_mtcnn):
     assert compared >= len(frames), f"only {compared} faces above 0.9 in {len(frames)} frames with a face"
 
 
+@pytest.mark.parametrize("network", mtcnn_onnx.NETWORKS)
+def test_each_graph_computes_the_package_network(network):
+    """Layer for layer the same function as the package's Keras network (the graphs pool before
+    their PReLU, fold the normalization into the first convolution, pad channels and join
+    P-Net's heads: exact up to float rounding), on random pixels of odd and even sizes."""
+    from mtcnn.network.onet import ONet
+    from mtcnn.network.pnet import PNet
+    from mtcnn.network.rnet import RNet
+
+    keras_model = {"pnet": PNet, "rnet": RNet, "onet": ONet}[network]()
+    keras_model.build()
+    keras_model.set_weights(mtcnn_onnx.load_weights(network))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(mtcnn_onnx.build_graph(network).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    sizes = [(37, 50), (64, 31), (12, 12)] if network == "pnet" else [(mtcnn_onnx.PATCH_SIZE[network],) * 2]
+    for height, width in sizes:
+        pixels = rng.integers(0, 256, (5, height, width, 3), dtype=np.uint8)
+        theirs = [np.asarray(t) for t in keras_model((pixels.astype(np.float32) - 127.5) / 128)]
+        ours = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": pixels})))
+        if network == "pnet":
+            regression, probability = theirs
+            maps = ours["maps"].transpose(0, 2, 3, 1)
+            np.testing.assert_allclose(maps[..., :4], regression, atol=1e-4)
+            np.testing.assert_allclose(1 / (1 + np.exp(-maps[..., 4])), probability[..., 1], atol=1e-5)
+        else:
+            names = ["regression", "landmarks", "probability"] if network == "onet" else ["regression", "probability"]
+            for name, expected in zip(names, theirs):
+                np.testing.assert_allclose(ours[name], expected, atol=1e-4, err_msg=f"{network} {name}")
+
+
 def test_a_batch_finds_what_single_frames_find(photos, onnx_mtcnn):
     frames = [f for f in scenes(photos) if f.shape[:2] == (360, 640)]
     batched = onnx_mtcnn.detect(frames)

@@ -42,7 +42,9 @@ DEFAULT_DETECT_BATCH = 8
 # The enhanced copy, chosen on the generated hard footage written as mp4 (samples.footage, 3 seeds x
 # 24 frames): of the small dim faces, none found 7% at 0.95, CLAHE (clip 2) after a sigma-1 blur 65%,
 # this 90% (97% down to the candidate confidence), with no false face on any footage; a blur of
-# sigma 1.5 or a coarser or finer tile grid did worse.
+# sigma 1.5 or a coarser or finer tile grid did worse. The luminance is Y of YCrCb, blurred alone:
+# the same recall as L of CIELAB with the whole frame blurred (474 against 475 of 480 faces over 3
+# seeds x 32 frames), in 1.3 ms a frame instead of 3.5.
 DENOISE_SIGMA = 0.7  # Gaussian, pixels: sensor noise would otherwise be amplified with the contrast
 CLAHE_CLIP = 3.0
 CLAHE_TILES = 8
@@ -80,7 +82,7 @@ def describe(backend: str = DEFAULT_BACKEND, method: str = DEFAULT_ENHANCE) -> d
            "enhance": method}
     if method == "clahe":
         out.update(denoise_sigma=DENOISE_SIGMA, clahe_clip=CLAHE_CLIP, clahe_tiles=CLAHE_TILES,
-                   clahe_channel="L of CIELAB")
+                   clahe_channel="Y of YCrCb", denoised="Y")
     return out
 
 
@@ -90,10 +92,10 @@ def enhance(image: np.ndarray, method: str = DEFAULT_ENHANCE) -> np.ndarray:
         return image
     if method != "clahe":
         raise ValueError(f"unknown enhancement {method!r}; expected one of {', '.join(ENHANCEMENTS)}")
-    lab = cv2.cvtColor(cv2.GaussianBlur(image, (0, 0), DENOISE_SIGMA), cv2.COLOR_RGB2LAB)
-    clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILES, CLAHE_TILES))
-    lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
-    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+    luma = cv2.GaussianBlur(np.ascontiguousarray(ycc[..., 0]), (0, 0), DENOISE_SIGMA)
+    ycc[..., 0] = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILES, CLAHE_TILES)).apply(luma)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
 class _OnnxBackend:

@@ -10,9 +10,17 @@ the package's own steps and thresholds, so both find the same faces (tests/test_
 Every stage takes the frames of a batch together: P-Net runs once per pyramid scale on all of
 them, R-Net and O-Net once on the candidate patches of all of them.
 
+The graphs compute the package's networks layer for layer (tested against its Keras models), in
+a form onnxruntime runs fast on one core: uint8 pixels in, the normalization folded into the
+first convolution, each PReLU before a max pool moved after it (a quarter of the values), maps
+padded to whole blocks of onnxruntime's blocked layout, P-Net's last PReLU and both heads as two
+small convolutions of five maps (3.4x the package's speed with the same settings, measured by
+``make bench-faces``).
+
 The graphs are built once per process (a few milliseconds from the weight arrays) and cached on
 disk beside nothing in the repository: under ``$DFDETECT_CACHE`` (default
-``~/.cache/dfdetect``), keyed by a hash of the weight files, so a cold start skips the build.
+``~/.cache/dfdetect``), keyed by a hash of the weight files and of this module, so a cold start
+skips the build and a changed builder never reads an old graph.
 """
 
 from __future__ import annotations
@@ -33,14 +41,19 @@ log = logging.getLogger(__name__)
 
 NETWORKS = ("pnet", "rnet", "onet")
 PATCH_SIZE = {"rnet": 24, "onet": 48}
-GRAPH_VERSION = 2  # bump when the graphs built from the same weights change
+GRAPH_VERSION = 3  # bump when the graphs built from the same weights change
 CACHE_ENV = "DFDETECT_CACHE"
 
 # The cascade's settings, as the mtcnn package has them.
 PYRAMID_FACTOR = 0.709
 WINDOW = 12  # P-Net's window: the smallest face it sees at scale 1
 THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.8}
+PNET_LOGIT = float(np.log(THRESHOLDS["pnet"] / (1 - THRESHOLDS["pnet"])))  # the face logit at P-Net's threshold
 NMS_PNET_SCALE, NMS_PNET_ALL, NMS_RNET, NMS_ONET = 0.5, 0.7, 0.7, 0.7
+PIXEL_MEAN, PIXEL_SCALE = 127.5, 1 / 128  # the networks take (pixel - 127.5) / 128
+# onnxruntime's blocked (NCHWc) layout takes maps of a multiple of its block's channels (8 with
+# AVX2, 16 with AVX-512): other maps leave it, a reorder each way per layer (measured 20% of R-Net).
+CHANNEL_BLOCK = 16
 
 
 # --- the weights --------------------------------------------------------------------------------
@@ -65,7 +78,11 @@ def load_weights(network: str) -> list[np.ndarray]:
     return [np.asarray(a, dtype=np.float32) for a in joblib.load(weights_dir() / f"{network}.lz4")]
 
 
-# --- the graphs ---------------------------------------------------------------------------------
+# --- the graphs ------------------------------------------------------------------------------
+
+def _blocks(channels: int) -> int:
+    return -(-channels // CHANNEL_BLOCK) * CHANNEL_BLOCK
+
 
 class _GraphBuilder:
     """ONNX nodes for the layers MTCNN uses; inputs NHWC (as Keras has them), computed NCHW."""
@@ -78,6 +95,8 @@ class _GraphBuilder:
         self.weights = iter(weights)
         self.nodes, self.initializers = [], []
         self._count = 0
+        self._pixels = True  # the next convolution is the first: it takes the pixels
+        self._padding = 0  # zero channels the next convolution's input has after the real ones
 
     def _new(self, op: str) -> str:
         self._count += 1
@@ -95,8 +114,22 @@ class _GraphBuilder:
 
     def conv(self, x: str) -> str:
         kernel, bias = next(self.weights), next(self.weights)  # Keras: kh, kw, in, out
-        return self.node("Conv", [x, self._const(kernel.transpose(3, 2, 0, 1)), self._const(bias)],
-                         kernel_shape=list(kernel.shape[:2]))
+        return self._conv_op(x, kernel.transpose(3, 2, 0, 1), bias)
+
+    def _conv_op(self, x: str, weights: np.ndarray, bias: np.ndarray) -> str:
+        """A convolution (weights out, in, kh, kw). The first of a network takes the pixels
+        (0..255) and does the networks' normalization, (p - 127.5) / 128, in its weights: exact,
+        as every first layer is unpadded. One after ``conv_prelu_pool`` reads its padding
+        channels with zero weights."""
+        if self._pixels:
+            self._pixels = False
+            bias = bias - PIXEL_MEAN * PIXEL_SCALE * weights.sum(axis=(1, 2, 3))
+            weights = weights * PIXEL_SCALE
+        if self._padding:
+            weights = np.concatenate([weights, np.zeros((weights.shape[0], self._padding, *weights.shape[2:]),
+                                                        np.float32)], axis=1)
+            self._padding = 0
+        return self.node("Conv", [x, self._const(weights), self._const(bias)], kernel_shape=list(weights.shape[2:]))
 
     def _ints(self, values) -> str:
         name = f"i{len(self.initializers)}"
@@ -116,50 +149,71 @@ class _GraphBuilder:
                          group=c, kernel_shape=[1, 1])
         return self.node("Add", [scaled, rest])
 
-    def conv_prelu_pool_conv(self, x: str) -> str:
-        """conv -> PReLU -> 2x2 max pool (SAME) -> conv, P-Net's first layers, with no pass of an
-        elementwise op over the full-size maps (the costliest part of the network otherwise).
+    def conv_prelu_pool(self, x: str, size: int, same: bool) -> str:
+        """conv -> PReLU -> size x size max pool, stride 2, with the PReLU after the pool, on a
+        quarter of the values (the full-size maps are the costliest part of each network).
 
-        With a slope s <= 1, PReLU(y) = max(y, s*y): pooling it is one max over the 2x2 window and
-        the pair (y, s*y), a 3-D max pool over (pair, height, width) of a convolution that emits
-        the pair. With s > 1 PReLU increases, so it commutes with the pool: PReLU(M) =
-        s*M - (s - 1)*max(M, 0), M pooled from the pair (y, y) and max(M, 0) from (y, 0); the
-        second convolution, linear, takes that combination into its weights. Exact up to float
-        rounding."""
+        A channel of slope s >= 0 has a non-decreasing PReLU, which commutes with the max:
+        pool(PReLU(y)) = PReLU(pool(y)). With s < 0, PReLU(y) = max(relu(y), |s| relu(-y)), so
+        its pool is max(relu(pool(y)), |s| relu(pool(-y))): the convolution also emits -y for
+        those channels, and max(a, b) = a + relu(b - a). Exact up to float rounding.
+
+        Every map has a multiple of CHANNEL_BLOCK channels (zero ones added), so onnxruntime
+        keeps the block in its blocked layout from the first convolution to the next."""
         kernel, bias, slope = next(self.weights), next(self.weights), next(self.weights).reshape(-1)
         w = kernel.transpose(3, 2, 0, 1)  # out, in, kh, kw
-        weights, biases = [], []  # the first convolution's output channels, in pairs
-        mix = []  # mix[c]: the (pooled channel, factor) terms that make PReLU'd, pooled channel c
-        pooled = 0
-        for c, s in enumerate(slope):
-            if s <= 1:
-                weights += [w[c], s * w[c]]
-                biases += [bias[c], s * bias[c]]
-                mix.append([(pooled, 1.0)])
-                pooled += 1
-            else:
-                weights += [w[c], w[c], w[c], 0 * w[c]]
-                biases += [bias[c], bias[c], bias[c], 0.0]
-                mix.append([(pooled, float(s)), (pooled + 1, 1.0 - float(s))])
-                pooled += 2
-        y = self.node("Conv", [x, self._const(np.stack(weights)), self._const(np.asarray(biases, np.float32))],
-                      kernel_shape=list(kernel.shape[:2]))
-        spatial = self.node("Slice", [self.node("Shape", [y]), self._ints([2]), self._ints([4])])
-        pairs = self.node("Reshape", [y, self.node("Concat", [self._ints([0, pooled, 2]), spatial], axis=0)])
-        pooled_maps = self.node("MaxPool", [pairs], kernel_shape=[2, 2, 2], strides=[2, 2, 2], auto_pad="SAME_UPPER")
-        z = self.node("Squeeze", [pooled_maps, self._ints([2])])
-        kernel2, bias2 = next(self.weights), next(self.weights)
-        w2 = kernel2.transpose(3, 2, 0, 1)
-        remapped = np.zeros((w2.shape[0], pooled, *w2.shape[2:]), np.float32)
-        for c, parts in enumerate(mix):
-            for index, factor in parts:
-                remapped[:, index] += factor * w2[:, c]
-        return self.node("Conv", [z, self._const(remapped), self._const(bias2)], kernel_shape=list(kernel2.shape[:2]))
+        channels = w.shape[0]
+        negative = np.flatnonzero(slope < 0)
+        total, out, gaps = (_blocks(channels + negative.size), _blocks(channels), _blocks(negative.size))
+        weights = np.zeros((total, *w.shape[1:]), np.float32)
+        biases = np.zeros(total, np.float32)
+        weights[:channels], biases[:channels] = w, bias
+        weights[channels:channels + negative.size], biases[channels:channels + negative.size] = -w[negative], -bias[negative]
+        y = self._conv_op(x, weights, biases)
+        # TensorFlow's SAME pooling pads only at the end where the maps MTCNN pools have it pad
+        # (P-Net's 2x2 on any size, 3x3 on the even sizes of R-Net's and O-Net's): the window
+        # partly past the end, as ceil_mode has it. (SAME_UPPER gives the same maps, but
+        # onnxruntime leaves its blocked layout for it on fixed sizes.)
+        pooled = self.node("MaxPool", [y], kernel_shape=[size, size], strides=[2, 2], ceil_mode=int(same))
+        rectified = self.node("Relu", [pooled])
+        keep, rest = np.zeros((out, total), np.float32), np.zeros((out, total), np.float32)
+        for c, s in enumerate(slope):  # s >= 0: s * pool + (1 - s) * relu(pool); s < 0: relu(pool) + ...
+            keep[c, c] = max(float(s), 0.0)
+            rest[c, c] = 1.0 - float(s) if s >= 0 else 1.0
+        z = self.node("Add", [self._conv1x1(pooled, keep), self._conv1x1(rectified, rest)])
+        if negative.size:
+            gap, back = np.zeros((gaps, total), np.float32), np.zeros((out, gaps), np.float32)
+            for j, c in enumerate(negative):  # ... + relu(|s| relu(pool(-y)) - relu(pool(y)))
+                gap[j, channels + j], gap[j, c] = -float(slope[c]), -1.0
+                back[c, j] = 1.0
+            z = self.node("Add", [z, self._conv1x1(self.node("Relu", [self._conv1x1(rectified, gap)]), back)])
+        self._padding = out - channels
+        return z
 
-    def max_pool(self, x: str, size: int, same: bool) -> str:
-        # TensorFlow's SAME pads at the end when the padding is odd, as SAME_UPPER does.
-        return self.node("MaxPool", [x], kernel_shape=[size, size], strides=[2, 2],
-                         auto_pad="SAME_UPPER" if same else "VALID")
+    def _conv1x1(self, x: str, matrix: np.ndarray) -> str:
+        """The channel mix ``matrix`` (out x in); a diagonal one as a per-channel scale (a
+        depthwise convolution: a sixteenth of the work on 16 channels)."""
+        n = matrix.shape[0]
+        if matrix.shape == (n, n) and not np.count_nonzero(matrix - np.diag(np.diag(matrix))):
+            return self.node("Conv", [x, self._const(np.diag(matrix).reshape(n, 1, 1, 1))], group=n, kernel_shape=[1, 1])
+        return self._conv_op(x, matrix[:, :, None, None], np.zeros(n, np.float32))
+
+    def prelu_face_head(self, x: str) -> str:
+        """P-Net's last PReLU and its two 1x1 heads, as two 1x1 convolutions of five maps.
+
+        The heads: the box regression (4 maps), and for the softmax over (not face, face) the
+        difference of its logits, whose sigmoid is the face probability (no softmax over every
+        map position; the threshold is on the logit). The PReLU before them, s*y + (1-s)*relu(y),
+        goes into their weights: head(PReLU(y)) = head_s(y) + head_(1-s)(relu(y)), with no pass
+        over the 32 maps but the relu."""
+        slope = next(self.weights).reshape(-1)
+        kernel, bias = next(self.weights), next(self.weights)
+        face_kernel, face_bias = next(self.weights), next(self.weights)
+        head = np.concatenate([kernel, face_kernel[..., 1:] - face_kernel[..., :1]], axis=3)[0, 0].T  # 5 x 32
+        bias = np.append(bias, face_bias[1] - face_bias[0])
+        scaled = self._conv_op(x, (head * slope)[:, :, None, None], bias)
+        rest = self._conv_op(self.node("Relu", [x]), (head * (1 - slope))[:, :, None, None], np.zeros(5, np.float32))
+        return self.node("Add", [scaled, rest])
 
     def dense(self, x: str) -> str:
         kernel, bias = next(self.weights), next(self.weights)
@@ -178,7 +232,7 @@ class _GraphBuilder:
             self.nodes.append(helper.make_node("Identity", [source], [name]))
         graph = helper.make_graph(
             self.nodes, self.name,
-            [helper.make_tensor_value_info(image, TensorProto.FLOAT, dims)],
+            [helper.make_tensor_value_info(image, TensorProto.UINT8, dims)],
             [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", channels] if size else
                                            ["n", channels, "map_h", "map_w"]) for _, name, channels in outputs],
             initializer=self.initializers)
@@ -192,30 +246,27 @@ class _GraphBuilder:
 
 
 def build_graph(network: str, weights: list[np.ndarray] | None = None):
-    """The ONNX model of one network. Input ``image``: normalized pixels, NHWC float32.
+    """The ONNX model of one network. Input ``image``: RGB pixels, NHWC uint8.
 
-    Outputs: P-Net ``regression`` [N, 4, h, w] and ``probability`` [N, 2, h, w] (a face map);
-    R-Net ``regression`` [N, 4] and ``probability`` [N, 2]; O-Net also ``landmarks`` [N, 10].
+    Outputs: P-Net ``maps`` [N, 5, h, w]: the box regression (4), then the face logit (the
+    difference of the two softmax logits: the face probability is its sigmoid); R-Net
+    ``regression`` [N, 4] and ``probability`` [N, 2]; O-Net also ``landmarks`` [N, 10].
     """
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; expected one of {', '.join(NETWORKS)}")
     g = _GraphBuilder(network, load_weights(network) if weights is None else weights)
-    x = g.node("Transpose", ["image"], perm=[0, 3, 1, 2])
+    x = g.node("Cast", [g.node("Transpose", ["image"], perm=[0, 3, 1, 2])], to=1)  # uint8 -> float
     if network == "pnet":
-        x = g.prelu(g.conv(g.prelu(g.conv_prelu_pool_conv(x))))
-        regression = g.conv(x)
-        probability = g.node("Softmax", [g.conv(x)], axis=1)
-        return g.model("image", [(regression, "regression", 4), (probability, "probability", 2)], None)
+        x = g.conv(g.prelu(g.conv(g.conv_prelu_pool(x, 2, same=True))))
+        return g.model("image", [(g.prelu_face_head(x), "maps", 5)], None)
     if network == "rnet":
-        x = g.max_pool(g.prelu(g.conv(x)), 3, same=True)
-        x = g.max_pool(g.prelu(g.conv(x)), 3, same=False)
+        x = g.conv_prelu_pool(g.conv_prelu_pool(x, 3, same=True), 3, same=False)
         x = g.prelu(g.dense(g.flatten_as_keras(g.prelu(g.conv(x)))), spatial=False)
         regression = g.dense(x)
         probability = g.node("Softmax", [g.dense(x)], axis=1)
         return g.model("image", [(regression, "regression", 4), (probability, "probability", 2)], 24)
-    x = g.max_pool(g.prelu(g.conv(x)), 3, same=True)
-    x = g.max_pool(g.prelu(g.conv(x)), 3, same=False)
-    x = g.max_pool(g.prelu(g.conv(x)), 2, same=True)
+    x = g.conv_prelu_pool(g.conv_prelu_pool(x, 3, same=True), 3, same=False)
+    x = g.conv_prelu_pool(x, 2, same=True)
     x = g.prelu(g.dense(g.flatten_as_keras(g.prelu(g.conv(x)))), spatial=False)
     regression, landmarks = g.dense(x), g.dense(x)
     probability = g.node("Softmax", [g.dense(x)], axis=1)
@@ -229,6 +280,7 @@ def cache_dir() -> Path:
 
 def _weights_key() -> str:
     digest = hashlib.sha256(f"graph-v{GRAPH_VERSION}".encode())
+    digest.update(Path(__file__).read_bytes())  # a changed builder is a new graph, version bumped or not
     for network in NETWORKS:
         digest.update((weights_dir() / f"{network}.lz4").read_bytes())
     return digest.hexdigest()[:16]
@@ -337,15 +389,10 @@ def _refine(rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return rows
 
 
-def normalize(pixels: np.ndarray) -> np.ndarray:
-    """Pixels as the networks take them: 0..255 -> about -1..1, float32."""
-    return (pixels.astype(np.float32) - 127.5) * np.float32(1 / 128)
-
-
 def sample_patches(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
     """Bilinear size x size patches of the boxes in ``rows`` ([image, x1, y1, x2, y2, ...]) of
-    uint8 images, normalized: sampled on the grid TensorFlow's crop_and_resize uses for boxes
-    given as x / width and y / height; outside the image, mid-grey (0 once normalized)."""
+    uint8 images, uint8: sampled on the grid TensorFlow's crop_and_resize uses for boxes given as
+    x / width and y / height; outside the image, mid-grey (about 0 once normalized)."""
     _, height, width, _ = images.shape
     patches = np.empty((len(rows), size, size, 3), np.uint8)
     step = 1.0 / (size - 1)
@@ -358,7 +405,7 @@ def sample_patches(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndarra
         cv2.warpAffine(images[int(image)], matrix, (size, size), dst=patches[k],
                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                        borderValue=(128, 128, 128))
-    return normalize(patches)
+    return patches
 
 
 class OnnxMTCNN:
@@ -430,24 +477,28 @@ class OnnxMTCNN:
         return faces
 
     def _proposals(self, frames: np.ndarray, min_face_size: int) -> np.ndarray:
-        """P-Net over the pyramid: candidate squares [image, x1, y1, x2, y2, score]."""
+        """P-Net over the pyramid: candidate squares [image, x1, y1, x2, y2, score].
+
+        Every level is an area resize of the frame itself, as the package has it (a level made
+        from the one before it is 2-3 ms a frame cheaper, but moves boxes by up to 8 px and
+        confidences by up to 0.1, measured)."""
         count, height, width, _ = frames.shape
         found = []
         for scale in pyramid_scales(width, height, min_face_size):
             h, w = int(height * scale), int(width * scale)
             if min(h, w) < WINDOW:
                 break
-            scaled = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
-            out = self._run("pnet", normalize(scaled))
-            score = out["probability"][:, 1]
-            image, y, x = np.nonzero(score > THRESHOLDS["pnet"])
+            level = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+            maps = self._run("pnet", level)["maps"]
+            image, y, x = np.nonzero(maps[:, 4] > PNET_LOGIT)
             if not image.size:
                 continue
-            reg = out["regression"][image, :, y, x]  # [k, 4]: x1, y1, x2, y2 offsets
+            reg = maps[image, :4, y, x]  # [k, 4]: x1, y1, x2, y2 offsets
+            score = 1 / (1 + np.exp(-maps[image, 4, y, x].astype(np.float64)))
             cell = WINDOW - 1
             rows = np.stack([image, 2 * x + 1 + reg[:, 0] * cell, 2 * y + 1 + reg[:, 1] * cell,
                              2 * x + WINDOW + reg[:, 2] * cell, 2 * y + WINDOW + reg[:, 3] * cell,
-                             score[image, y, x]], axis=1).astype(np.float64)
+                             score], axis=1).astype(np.float64)
             rows[:, 1:5] /= scale
             found.append(_nms_per_image(rows, NMS_PNET_SCALE))
         if not found:
