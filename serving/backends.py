@@ -1,7 +1,9 @@
 """Backends: what runs a model version's signatures.
 
 - ``tf``: any SavedModel, through its signatures; signatures, dtypes and shapes come from the
-  model itself (its ``saved_model.pb``), so the server serves any model, not only ours.
+  model itself (its ``saved_model.pb``), so the server serves any model, not only ours. A
+  TensorFlow 2 model's signatures are its functions; a TensorFlow 1 model runs in a session over
+  its graph, by the signatures' tensor names, as TensorFlow Serving runs it.
 - ``onnx``: a version's ONNX twin (``<base>-onnx/<version>/model.onnx``), with onnxruntime,
   exposed as the ``serving_default`` signature (the only one that converts).
 
@@ -88,14 +90,26 @@ class Runner:
         """Release what the version holds (sessions, graphs)."""
 
 
+def read_saved_model(path: str) -> tuple[meta_graph_pb2.MetaGraphDef, bool]:
+    """A SavedModel's meta graph to serve (the one tagged ``serve``, else the first), and whether
+    it was written by TensorFlow 2 (it has an object graph: functions to call)."""
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved = saved_model_pb2.SavedModel.FromString(f.read())
+    graph = next((m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags), saved.meta_graphs[0])
+    return graph, bool(graph.object_graph_def.nodes)
+
+
+def _served_signatures(graph: meta_graph_pb2.MetaGraphDef) -> dict[str, Signature]:
+    return {name: _signature(name, proto) for name, proto in graph.signature_def.items()
+            if not name.startswith("__")}  # __saved_model_init_op is not a signature
+
+
 class TensorFlowRunner(Runner):
-    def __init__(self, path: str):
-        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
-            saved = saved_model_pb2.SavedModel.FromString(f.read())
-        graph = next((m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags), saved.meta_graphs[0])
+    """A TensorFlow 2 SavedModel: its signatures' functions, called eagerly."""
+
+    def __init__(self, path: str, graph: meta_graph_pb2.MetaGraphDef):
         self._model = tf.saved_model.load(path, tags=list(graph.meta_info_def.tags) or None)
-        self.signatures = {name: _signature(name, proto) for name, proto in graph.signature_def.items()
-                           if not name.startswith("__")}  # __saved_model_init_op is not a signature
+        self.signatures = _served_signatures(graph)
         self._functions = {name: self._model.signatures[name] for name in self.signatures}
 
     def run(self, signature, inputs, outputs):
@@ -110,6 +124,49 @@ class TensorFlowRunner(Runner):
     def close(self):
         self._functions.clear()
         self._model = None
+
+
+class SessionRunner(Runner):
+    """A TensorFlow 1 SavedModel, as TensorFlow Serving runs every SavedModel: a session over its
+    meta graph, fed and fetched by the tensor names its SignatureDefs give. The graph decides
+    what shapes it takes, so a signature whose declared shapes disagree with the graph (written
+    by hand in TensorFlow 1) still serves what the graph computes."""
+
+    def __init__(self, path: str, graph: meta_graph_pb2.MetaGraphDef):
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+            inter_op_parallelism_threads=tf.config.threading.get_inter_op_parallelism_threads())
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
+        try:
+            with self._graph.as_default():
+                tf.compat.v1.saved_model.loader.load(self._session, list(graph.meta_info_def.tags), path)
+        except Exception:
+            self._session.close()
+            raise
+        self.signatures = _served_signatures(graph)
+
+    def run(self, signature, inputs, outputs):
+        sig = self.signatures[signature]
+        feed = {self._tensor(sig.proto.inputs[alias].name): np.asarray(value, sig.inputs[alias].dtype.as_numpy_dtype)
+                for alias, value in inputs.items()}
+        fetch = [self._tensor(sig.proto.outputs[name].name) for name in outputs]
+        # Fed as TensorFlow Serving feeds a session (C++): a fed tensor replaces the placeholder,
+        # whatever shape the placeholder declares. Session.run would first refuse any shape
+        # the declaration does not allow, which the C++ session never checks.
+        return dict(zip(outputs, self._session._call_tf_sessionrun(None, feed, fetch, [], None)))
+
+    def _tensor(self, name: str):
+        return self._graph.get_tensor_by_name(name)._as_tf_output()
+
+    def close(self):
+        self._session.close()
+
+
+def saved_model_runner(path: str) -> Runner:
+    """The runner of a SavedModel: TensorFlow 2's functions, or TensorFlow 1's session."""
+    graph, tf2 = read_saved_model(path)
+    return (TensorFlowRunner if tf2 else SessionRunner)(path, graph)
 
 
 _ONNX_TYPES = {
@@ -164,7 +221,7 @@ BACKENDS = ("tf", "onnx")
 
 def load_runner(backend: str, version_path: str) -> Runner:
     if backend == "tf":
-        return TensorFlowRunner(version_path)
+        return saved_model_runner(version_path)
     if backend == "onnx":
         return OnnxRunner(version_path)
     raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")

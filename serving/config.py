@@ -24,7 +24,8 @@ def read_model_server_config(path: str | Path) -> model_server_config_pb2.ModelS
     try:
         text_format.Parse(path.read_text(), config)
     except text_format.ParseError as e:
-        raise BadInputError(f"cannot parse model config file {path} as a ModelServerConfig: {e}") from None
+        raise BadInputError(f"model config file {path}: Error parsing text-format "
+                            f"tensorflow.serving.ModelServerConfig: {e}") from None
     return config
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from dfdetect.serving.backends import Signature, TensorSpec, shape_mismatch
-from dfdetect.serving.errors import ServingError, invalid
-from dfdetect.serving.models import LoadedVersion, ModelManager, VersionState
+from dfdetect.serving.errors import Code, ServingError, invalid
+from dfdetect.serving.models import LoadedVersion, ModelManager, VersionState, settings_from_config
 
 
 @dataclass
@@ -139,11 +139,21 @@ class ServingCore:
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
         return self.manager.status(name, version, label)
 
+    def reload_config(self, config) -> None:
+        """Serve the models of a ``ModelServerConfig`` from now on (HandleReloadConfigRequest):
+        returns once the models it adds are loaded; INVALID_ARGUMENT for a config that cannot
+        be served, UNKNOWN naming the models that loaded no version."""
+        try:
+            models = settings_from_config(config)
+        except ValueError as e:
+            raise invalid(str(e)) from None
+        errors = self.manager.reconfigure(models)
+        if errors:
+            raise ServingError(Code.UNKNOWN, "; ".join(errors))
+
 
 def _op_code(error: tf.errors.OpError):
-    import grpc
-
-    for code in grpc.StatusCode:
+    for code in Code:
         if code.value[0] == error.error_code:
             return code
-    return grpc.StatusCode.INTERNAL
+    return Code.INTERNAL

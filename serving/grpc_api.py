@@ -10,8 +10,8 @@ from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import (classification_pb2, inference_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (classification_pb2, inference_pb2, model_management_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc, regression_pb2)
 
 from dfdetect.serving import inference, protos
 from dfdetect.serving.core import ServingCore
@@ -141,8 +141,15 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return protos.status_response(states)
 
     def HandleReloadConfigRequest(self, request, context):
-        _abort(context, unimplemented("reloading the model config over gRPC is not supported; "
-                                      "restart the server with the new --model_config_file"))
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            self.core.reload_config(request.config)
+        except ServingError as e:  # answered in the response's status and as the call's status
+            log.error("ReloadConfig failed: %s", e.message)
+            response.status.error_code, response.status.error_message = e.code.value[0], e.message
+            context.set_code(e.code)
+            context.set_details(e.message)
+        return response
 
 
 class GrpcServer:

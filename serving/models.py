@@ -48,6 +48,29 @@ class ModelSettings:
     labels: dict[str, int] = field(default_factory=dict)
 
 
+def settings_from_config(config) -> list[ModelSettings]:
+    """The models a ``ModelServerConfig`` lists, checked as TensorFlow Serving checks them;
+    ValueError with its wording otherwise."""
+    if config.WhichOneof("config") != "model_config_list":
+        raise ValueError("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                         "Only ModelConfigList is currently supported")
+    settings: list[ModelSettings] = []
+    for m in config.model_config_list.config:
+        if not m.name:
+            raise ValueError("Each model in the config list must have a name")
+        if any(s.name == m.name for s in settings):
+            raise ValueError(f"Illegal to list model {m.name} multiple times in config list")
+        if m.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"model {m.name}: model_platform {m.model_platform!r} is not supported "
+                             "(expected tensorflow)")
+        policy = m.model_version_policy.WhichOneof("policy_choice") or "latest"
+        settings.append(ModelSettings(
+            name=m.name, base_path=m.base_path, policy=policy,
+            num_versions=m.model_version_policy.latest.num_versions or 1,
+            versions=tuple(m.model_version_policy.specific.versions), labels=dict(m.version_labels)))
+    return settings
+
+
 @dataclass
 class VersionState:
     version: int
@@ -195,6 +218,7 @@ class ModelManager:
         self.metrics = metrics
         self._states: dict[str, dict[int, VersionState]] = {m.name: {} for m in models}
         self._lock = threading.Lock()
+        self._changes = threading.RLock()  # one poll or reconfiguration at a time
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -202,7 +226,11 @@ class ModelManager:
 
     def poll_once(self) -> None:
         """Bring every model's loaded versions in line with what is on disk and the policy."""
-        for name, settings in self.settings.items():
+        with self._changes:
+            self._poll()
+
+    def _poll(self) -> None:
+        for name, settings in list(self.settings.items()):
             try:
                 on_disk = list_versions(settings.base_path)
             except tf.errors.OpError as e:
@@ -221,6 +249,44 @@ class ModelManager:
                     if st.state == AVAILABLE and version not in wanted:
                         self._unload(name, st)
         self._report_loaded()
+
+    def reconfigure(self, models: list[ModelSettings]) -> list[str]:
+        """Serve ``models`` from now on: a model that is new (or has a new base path) is loaded
+        before this returns; a model no longer listed stops taking requests at once and is
+        unloaded once its requests in flight are done; the others keep serving, under their
+        new policy and labels. Returns the errors of models that loaded no version."""
+        with self._changes:
+            new = {m.name: m for m in models}
+            old = self.settings
+            changed = [n for n in old if n not in new or new[n].base_path != old[n].base_path]
+            with self._lock:
+                retiring = [(name, st) for name in changed for st in self._states.get(name, {}).values()]
+                for name in changed:
+                    del self._states[name]
+                for name in new:
+                    self._states.setdefault(name, {})
+                self.settings = new
+            for name, st in retiring:
+                if st.state == AVAILABLE:
+                    self._unload(name, st)
+            if self.metrics is not None:
+                for name in changed:
+                    self.metrics.versions_loaded.labels(model=name).set(0)
+            self._poll()
+            errors = []
+            for name in new:
+                if name in old and name not in changed:
+                    continue
+                states = self._states[name].values()
+                if not any(st.state == AVAILABLE for st in states):
+                    failed = [f"version {st.version}: {st.error}" for st in states if st.error]
+                    if failed:
+                        errors.append(f"model {name}: {'; '.join(failed)}")
+                    else:
+                        log.warning("model %s: no version found under %s", name, new[name].base_path)
+            log.info("model config: serving %s (%d added or moved, %d removed)", ", ".join(new) or "nothing",
+                     sum(n not in old or n in changed for n in new), sum(n not in new for n in old))
+            return errors
 
     def _retry_due(self, st: VersionState) -> bool:
         return (st.state == END and bool(st.error) and st.failures <= self.load_retries
@@ -273,8 +339,10 @@ class ModelManager:
     def _report_loaded(self) -> None:
         if self.metrics is None:
             return
-        for name, states in self._states.items():
-            self.metrics.versions_loaded.labels(model=name).set(sum(s.state == AVAILABLE for s in states.values()))
+        with self._lock:
+            counts = {name: sum(s.state == AVAILABLE for s in states.values()) for name, states in self._states.items()}
+        for name, count in counts.items():
+            self.metrics.versions_loaded.labels(model=name).set(count)
 
     def start(self, poll_seconds: float) -> None:
         """Load what is there now, then keep watching (poll_seconds <= 0: load once only)."""
@@ -321,7 +389,7 @@ class ModelManager:
                 raise invalid(f"Unrecognized servable version label: {label}")
             version = settings.labels[label]
         with self._lock:
-            states = self._states[name]
+            states = self._states.get(name, {})  # {}: removed from the config since the check above
             if version is None:
                 available = [v for v, s in states.items() if s.state == AVAILABLE]
                 if not available:
@@ -353,7 +421,7 @@ class ModelManager:
                 raise invalid(f"Unrecognized servable version label: {label}")
             version = settings.labels[label]
         with self._lock:
-            states = sorted(self._states[name].values(), key=lambda s: -s.version)
+            states = sorted(self._states.get(name, {}).values(), key=lambda s: -s.version)
             if version is not None:
                 states = [s for s in states if s.version == version]
                 if not states:

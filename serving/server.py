@@ -146,30 +146,29 @@ class ServerOptions:
 
 def model_settings(options: ServerOptions):
     """The models to serve, from --model_config_file or --model_name/--model_base_path."""
-    from dfdetect.serving.config import read_model_server_config
     from dfdetect.serving.models import ModelSettings
 
     if options.model_config_file and options.model_base_path:
         raise BadInputError("give either --model_config_file or --model_base_path, not both")
     if options.model_config_file:
-        config = read_model_server_config(options.model_config_file)
-        if not config.HasField("model_config_list") or not config.model_config_list.config:
-            raise BadInputError(f"{options.model_config_file} lists no models (model_config_list)")
-        settings = []
-        for m in config.model_config_list.config:
-            if m.model_platform not in ("", "tensorflow"):
-                raise BadInputError(f"model {m.name}: model_platform {m.model_platform!r} is not supported "
-                                    "(expected tensorflow)")
-            policy = m.model_version_policy.WhichOneof("policy_choice") or "latest"
-            settings.append(ModelSettings(
-                name=m.name, base_path=m.base_path, policy=policy,
-                num_versions=m.model_version_policy.latest.num_versions or 1,
-                versions=tuple(m.model_version_policy.specific.versions), labels=dict(m.version_labels)))
-        return settings
+        return models_in_config_file(options.model_config_file)
     if not options.model_base_path:
         raise BadInputError("--model_base_path (or --model_config_file) is required")
     return [ModelSettings(name=options.model_name, base_path=os.path.abspath(options.model_base_path)
                           if "://" not in options.model_base_path else options.model_base_path)]
+
+
+def models_in_config_file(path: str):
+    from dfdetect.serving.config import read_model_server_config
+    from dfdetect.serving.models import settings_from_config
+
+    config = read_model_server_config(path)
+    if config.WhichOneof("config") == "model_config_list" and not config.model_config_list.config:
+        raise BadInputError(f"{path} lists no models (model_config_list)")
+    try:
+        return settings_from_config(config)
+    except ValueError as e:
+        raise BadInputError(f"{path}: {e}") from None
 
 
 def batching_options(options: ServerOptions):
@@ -238,12 +237,17 @@ class ModelServer:
         self.grpc = None
         self.rest = None
         self._stopped = threading.Event()
+        self._config_poller: threading.Thread | None = None
 
     def start(self) -> "ModelServer":
         from dfdetect.serving.grpc_api import GrpcServer
         from dfdetect.serving.rest_api import RestServer
 
         self.manager.start(self.options.file_system_poll_wait_seconds)
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            self._config_poller = threading.Thread(target=self._watch_config_file, daemon=True,
+                                                   name="config-file-poller")
+            self._config_poller.start()
         self.grpc = GrpcServer(self.core, self.options.port, self.options.host, self.options.grpc_threads,
                                socket_path=self.options.grpc_socket_path, arguments=self.channel_arguments,
                                tensor_content=self.options.enable_serialization_as_tensor_content)
@@ -257,6 +261,24 @@ class ModelServer:
                  f", REST on {self.options.host}:{self.rest.port}" if self.rest else "", self.options.backend,
                  "on" if self.manager.batching else "off")
         return self
+
+    def _watch_config_file(self) -> None:
+        """Re-read --model_config_file every --model_config_file_poll_wait_seconds; apply it when
+        its text changes. A file that does not parse is reported and the models serve on."""
+        path, seconds = self.options.model_config_file, self.options.model_config_file_poll_wait_seconds
+        last = _read_text(path)
+        while not self._stopped.wait(seconds):
+            text = _read_text(path)
+            if text is None or text == last:
+                continue
+            last = text
+            try:
+                models = models_in_config_file(path)
+            except BadInputError as e:
+                log.error("model config file not applied (the models serve on as before): %s", e)
+                continue
+            for error in self.manager.reconfigure(models):
+                log.error("model config file %s: %s", path, error)
 
     @property
     def grpc_port(self) -> int:
@@ -278,6 +300,15 @@ class ModelServer:
             self.grpc.stop(self.options.drain_seconds)
         self.manager.stop(self.options.drain_seconds)
         log.info("stopped")
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        log.error("cannot read the model config file: %s", e)
+        return None
 
 
 def serve(options: ServerOptions) -> int:

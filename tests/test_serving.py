@@ -488,7 +488,7 @@ def test_malformed_config_files_fail_at_start(tmp_path, tiny_export):
     _, repository, _ = tiny_export
     bad = tmp_path / "models.config"
     bad.write_text('model_config_list { config { name: "deepfake" base_pth: "/x" } }')
-    with pytest.raises(BadInputError, match='base_pth'):
+    with pytest.raises(BadInputError, match="Error parsing text-format tensorflow.serving.ModelServerConfig: .*base_pth"):
         start_server(model_config_file=str(bad))
     typo = tmp_path / "batching.config"
     typo.write_text("max_batch_size { value: 8 }\nbatch_timeout_micro { value: 1 }\n")
@@ -717,5 +717,134 @@ def test_classify_regress_and_multi_inference_over_grpc_and_rest(tmp_path):
         assert grpc_error(predict.Regress, regress) == (
             grpc.StatusCode.INVALID_ARGUMENT, "Expected regression signature method_name to be "
                                               "tensorflow/serving/regress. Was: tensorflow/serving/predict")
+    finally:
+        srv.stop()
+
+
+def tf1_savedmodel(path: Path, offset: float) -> Path:
+    """A TensorFlow 1 SavedModel computing y = a*x + offset (a = 0.5, a variable), whose
+    SignatureDef declares x and y as [?,1] while the graph's placeholder is a vector: written
+    by hand, as TensorFlow 1 exports were, with shapes the graph does not share."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, shape=[None], name="x")
+        a = tf.compat.v1.Variable(0.5, name="a")
+        y = tf.identity(a * x + offset, name="y")
+        declared = tf.TensorShape([None, 1]).as_proto()
+        signature = tf.compat.v1.saved_model.signature_def_utils.build_signature_def(
+            inputs={"x": tf.compat.v1.saved_model.utils.build_tensor_info(x)},
+            outputs={"y": tf.compat.v1.saved_model.utils.build_tensor_info(y)},
+            method_name="tensorflow/serving/predict")
+        signature.inputs["x"].tensor_shape.CopyFrom(declared)
+        signature.outputs["y"].tensor_shape.CopyFrom(declared)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+            builder.save()
+    return path
+
+
+def test_a_tf1_savedmodel_runs_in_a_session_by_its_tensor_names(tmp_path):
+    tf1_savedmodel(tmp_path / "half_plus_three" / "00000123", 3.0)
+    srv = start_server(model_name="half_plus_three", model_base_path=str(tmp_path / "half_plus_three"))
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        # x of shape [1] (the graph's rank, not the signature's): fed as the C++ session takes it.
+        request = predict_request("half_plus_three", x=np.array([2.0], np.float32))
+        response = predict.Predict(request)
+        assert response.model_spec.version.value == 123 and list(response.outputs["y"].float_val) == [4.0]
+        assert list(predict.Predict(predict_request("half_plus_three", x=np.array([[2.0], [4.0]], np.float32))
+                                    ).outputs["y"].float_val) == [4.0, 5.0]
+        status, body = rest(srv.rest_port, "POST", "/v1/models/half_plus_three:predict", {"instances": [2.0, 3.0]})
+        assert (status, body) == (200, {"predictions": [4.0, 4.5]})
+        # The signature is served as declared; a wrong dtype is still refused before the graph.
+        meta = rest(srv.rest_port, "GET", "/v1/models/half_plus_three/metadata")[1]
+        x_info = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["x"]
+        assert [d["size"] for d in x_info["tensor_shape"]["dim"]] == ["-1", "1"]
+        code, details = grpc_error(predict.Predict, predict_request("half_plus_three", x=np.array([2], np.int32)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "Expected input x to be of type float" in details
+    finally:
+        srv.stop()
+
+
+def _config_text(models: dict[str, Path]) -> str:
+    entries = "".join(f'  config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }}\n'
+                      for name, path in models.items())
+    return f"model_config_list {{\n{entries}}}\n"
+
+
+def _config(models: dict[str, Path]):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    return text_format.Parse(_config_text(models), model_server_config_pb2.ModelServerConfig())
+
+
+def _answer(predict, name, x=1.0):
+    """y for x, from model ``name``, or the gRPC code it answers with."""
+    try:
+        return list(predict.Predict(predict_request(name, x=np.array([[x]], np.float32))).outputs["y"].float_val)
+    except grpc.RpcError as e:
+        return e.code()
+
+
+def test_reload_config_adds_removes_and_renames_models(tmp_path):
+    from tensorflow_serving.apis import model_management_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+    generic, tf1 = generic_savedmodel(tmp_path / "generic" / "1").parent, tmp_path / "tf1"
+    tf1_savedmodel(tf1 / "1", 3.0)
+    config = tmp_path / "models.config"
+    config.write_text(_config_text({"a": generic}))
+    srv = start_server(model_config_file=str(config), model_name="")
+    try:
+        predict, models, _ = stubs(srv.grpc_port)
+        assert _answer(predict, "a") == [2.5]
+        # "a" renamed "b", and "c" added: both serve when the call returns; "a" is gone at once.
+        reply = models.HandleReloadConfigRequest(
+            model_management_pb2.ReloadConfigRequest(config=_config({"b": generic, "c": tf1})))
+        assert reply.status.error_code == 0 and not reply.status.error_message
+        assert _answer(predict, "b") == [2.5] and _answer(predict, "c") == [3.5]
+        assert _answer(predict, "a") == grpc.StatusCode.NOT_FOUND
+        code, _ = grpc_error(models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "a"}))
+        assert code == grpc.StatusCode.NOT_FOUND
+        # Only a model list can be served; the models serve on.
+        code, details = grpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(
+            config=model_server_config_pb2.ModelServerConfig()))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "Only ModelConfigList is currently supported" in details
+        duplicate = _config({"b": generic})
+        duplicate.model_config_list.config.append(duplicate.model_config_list.config[0])
+        code, details = grpc_error(models.HandleReloadConfigRequest,
+                                   model_management_pb2.ReloadConfigRequest(config=duplicate))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "Illegal to list model b multiple times" in details
+        # A model whose only version cannot load is named in the error; the others are applied.
+        broken = tmp_path / "broken" / "1"
+        broken.mkdir(parents=True)
+        (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+        code, details = grpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(
+            config=_config({"b": generic, "d": broken.parent})))
+        assert code == grpc.StatusCode.UNKNOWN and "model d: version 1" in details
+        assert _answer(predict, "b") == [2.5] and _answer(predict, "c") == grpc.StatusCode.NOT_FOUND
+    finally:
+        srv.stop()
+
+
+def test_the_model_config_file_is_polled(tmp_path, caplog):
+    generic, tf1 = generic_savedmodel(tmp_path / "generic" / "1").parent, tmp_path / "tf1"
+    tf1_savedmodel(tf1 / "1", 3.0)
+    config = tmp_path / "models.config"
+    config.write_text(_config_text({"a": generic}))
+    srv = start_server(model_config_file=str(config), model_name="", model_config_file_poll_wait_seconds=1)
+    try:
+        predict, _, _ = stubs(srv.grpc_port)
+        assert _answer(predict, "a") == [2.5]
+        config.write_text(_config_text({"b": tf1}))
+        assert _wait(lambda: _answer(predict, "b") == [3.5], 30), "the rewritten config file was not applied"
+        assert _answer(predict, "a") == grpc.StatusCode.NOT_FOUND
+        # A file that does not parse is reported, and the models serve on.
+        with caplog.at_level("ERROR", logger="dfdetect.serving.server"):
+            config.write_text('model_config_list { config { name: "x" base_pth: "/nowhere" } }')
+            assert _wait(lambda: "Error parsing text-format tensorflow.serving.ModelServerConfig" in caplog.text, 30)
+        assert _answer(predict, "b") == [3.5]
     finally:
         srv.stop()
