@@ -13,7 +13,9 @@ import tensorflow as tf
 
 from dfdetect.serving.backends import Signature, TensorSpec, shape_mismatch
 from dfdetect.serving.errors import Code, ServingError, invalid
+from dfdetect.serving.limits import RequestLimits
 from dfdetect.serving.models import LoadedVersion, ModelManager, VersionState, settings_from_config
+from dfdetect.serving.tensors import tensor_to_array
 
 
 @dataclass
@@ -54,23 +56,26 @@ def check_input(spec: TensorSpec, value: np.ndarray, shape: bool = True) -> np.n
 
 
 class ServingCore:
-    def __init__(self, manager: ModelManager, metrics=None, check_method_names: bool = False):
+    def __init__(self, manager: ModelManager, metrics=None, check_method_names: bool = False,
+                 limits: RequestLimits | None = None):
         self.manager = manager
         self.metrics = metrics
+        self.limits = limits or RequestLimits()
         self.check_method_names = check_method_names  # Classify/Regress only on signatures of that method
 
-    def predict(self, spec: Spec, inputs: dict[str, np.ndarray], output_filter=(), api: str = "grpc",
+    def predict(self, spec: Spec, inputs, output_filter=(), api: str = "grpc",
                 outputs_of=None) -> PredictResult:
-        """``outputs_of``: instead of ``output_filter``, a function of the resolved Signature
-        giving the outputs to fetch (or raising ServingError): Classify and Regress check their
-        signature on the very version that runs."""
+        """``inputs``: alias -> array, or alias -> TensorProto (gRPC), decoded only once the
+        signature's dtypes and the limits allow it. ``outputs_of``: instead of ``output_filter``,
+        a function of the resolved Signature giving the outputs to fetch (or raising
+        ServingError): Classify and Regress check their signature on the very version that runs."""
         started = time.perf_counter()
         status, signature_name = "OK", spec.signature or "serving_default"
         try:
             with self.manager.acquire(spec.name, spec.version, spec.label) as loaded:
                 sig = self.manager.signature(loaded, spec.signature)
                 signature_name = sig.name
-                feed = self._validated(sig, inputs, batched=loaded.batches(sig.name))
+                feed = self._validated(sig, self._decoded(sig, inputs), batched=loaded.batches(sig.name))
                 outputs = self._outputs(sig, outputs_of(sig) if outputs_of is not None else output_filter)
                 result = self._run(loaded, sig, feed, outputs)
                 return PredictResult(spec.name, loaded.version, sig.name, result)
@@ -81,10 +86,25 @@ class ServingCore:
             if self.metrics is not None:
                 self.metrics.observe(spec.name or "", signature_name, api, status, time.perf_counter() - started)
 
+    def _decoded(self, sig: Signature, inputs) -> dict[str, np.ndarray]:
+        """The inputs as arrays, within the limits; TensorProtos checked before they are decoded."""
+        self._check_aliases(sig, inputs)
+        total = 0
+        arrays = {}
+        for alias, value in inputs.items():
+            if isinstance(value, np.ndarray):
+                total += self.limits.check_array(alias, value)
+                arrays[alias] = value
+            else:
+                total += self.limits.check_proto(alias, value, sig.inputs[alias].dtype)
+        self.limits.check_bytes(total)
+        for alias, value in inputs.items():
+            if alias not in arrays:
+                arrays[alias] = tensor_to_array(alias, value)
+        return arrays
+
     @staticmethod
-    def _validated(sig: Signature, inputs: dict[str, np.ndarray], batched: bool = False) -> dict[str, np.ndarray]:
-        """Aliases and dtypes against the signature; shapes too where requests are batched
-        together (they must concatenate), else the graph decides."""
+    def _check_aliases(sig: Signature, inputs) -> None:
         expected = sorted(sig.inputs)
         if len(inputs) != len(sig.inputs):
             extra = sorted(set(inputs) - set(sig.inputs))
@@ -96,6 +116,11 @@ class ServingCore:
         if unknown:
             raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
                           f"Inputs expected to be in the set {{{','.join(expected)}}}.")
+
+    @staticmethod
+    def _validated(sig: Signature, inputs: dict[str, np.ndarray], batched: bool = False) -> dict[str, np.ndarray]:
+        """Dtypes against the signature; shapes too where requests are batched together (they
+        must concatenate), else the graph decides."""
         feed = {alias: check_input(sig.inputs[alias], value, shape=batched) for alias, value in inputs.items()}
         if batched:
             sizes = {len(v) for v in feed.values()}

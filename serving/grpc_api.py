@@ -35,8 +35,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request, context):
         try:
             spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
-            inputs = {alias: protos.tensor_to_array(alias, t) for alias, t in request.inputs.items()}
-            result = self.core.predict(spec, inputs, list(request.output_filter), api="grpc")
+            result = self.core.predict(spec, dict(request.inputs), list(request.output_filter), api="grpc")
         except ServingError as e:
             _abort(context, e)
         response = predict_pb2.PredictResponse()

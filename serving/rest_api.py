@@ -1,4 +1,4 @@
-"""The REST API of TensorFlow Serving, on a threaded HTTP server.
+"""The REST API of TensorFlow Serving, on uvicorn (HTTP/1.1 parsed by h11).
 
 ``GET  /v1/models/NAME[/versions/N|/labels/L]``            model status
 ``GET  /v1/models/NAME[/versions/N|/labels/L]/metadata``   signatures
@@ -11,13 +11,20 @@ Errors are ``{"error": "..."}`` with TensorFlow Serving's HTTP status for the gR
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import os
 import re
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -30,7 +37,8 @@ log = logging.getLogger(__name__)
 
 _PREDICT = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 _STATUS = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
-MAX_BODY_BYTES = 256 * 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+HEADER_SECONDS = 10.0  # the longest a client may take to send a request's headers
 
 
 def _spec(name, version, label, signature="") -> Spec:
@@ -74,16 +82,36 @@ def _to_array(value, spec, where: str) -> np.ndarray:
             raise invalid(f"{where}: ragged string values ({e})") from None
         return array
     try:
-        array = np.array(value, dtype=spec.dtype.as_numpy_dtype)
+        array = np.array(value)  # as JSON has them: then each kind is checked against the dtype
     except (ValueError, TypeError, OverflowError) as e:
         raise invalid(f"{where}: cannot read the values as {spec.dtype.name} ({e})") from None
-    return array
+    dtype = spec.dtype
+    if array.dtype == object or array.dtype.kind in "US":
+        raise invalid(f"{where}: cannot read the values as {dtype.name} (they are not all numbers)")
+    if array.size and dtype != tf.bool and array.dtype.kind == "b":
+        raise invalid(f"JSON Value: {json.dumps(bool(array.reshape(-1)[0]))} Type: Boolean is not of expected "
+                      f"type: {dtype.name} ({where})")
+    if array.size and dtype.is_integer:
+        if array.dtype.kind == "f":
+            bad = array.reshape(-1)[np.flatnonzero(array.reshape(-1) != np.round(array.reshape(-1)))[:1]]
+            shown = float(bad[0]) if bad.size else float(array.reshape(-1)[0])
+            raise invalid(f"JSON Value: {shown!r} Type: Number is not of expected type: {dtype.name} ({where})")
+        low, high = array.min(), array.max()
+        if low < dtype.min or high > dtype.max:
+            raise invalid(f"JSON Value: {int(low if low < dtype.min else high)} Type: Number is out of range for "
+                          f"type: {dtype.name} ({dtype.min} to {dtype.max}; {where})")
+    try:
+        return array.astype(dtype.as_numpy_dtype, copy=False)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise invalid(f"{where}: cannot read the values as {dtype.name} ({e})") from None
 
 
-def parse_predict_body(body: bytes, signature_of) -> tuple[str, dict[str, np.ndarray], bool]:
+def parse_predict_body(body: bytes, signature_of, max_batch: int | None = None
+                       ) -> tuple[str, dict[str, np.ndarray], bool]:
     """(signature name, inputs, row format?) of a predict request body.
 
-    ``signature_of(name)`` returns the Signature the inputs are read against.
+    ``signature_of(name)`` returns the Signature the inputs are read against; more than
+    ``max_batch`` instances are refused before any is converted.
     """
     if not body.strip():
         raise invalid("JSON Parse error: The document is empty")
@@ -109,6 +137,9 @@ def parse_predict_body(body: bytes, signature_of) -> tuple[str, dict[str, np.nda
             raise invalid("JSON Value: instances Excepting 'instances' to be an list/array")
         if not instances:
             raise invalid("JSON Value: instances No values in 'instances' array")
+        if max_batch is not None and len(instances) > max_batch:
+            raise invalid(f"Task size {len(instances)} is larger than maximum input batch size {max_batch} "
+                          "(instances; --max_request_batch_size)")
         if len(aliases) == 1 and not all(isinstance(i, dict) and set(i) == set(aliases) and "b64" not in i
                                          for i in instances):
             return sig.name, {aliases[0]: _to_array(instances, sig.inputs[aliases[0]], "instances")}, True
@@ -219,57 +250,35 @@ def parse_examples_body(body: bytes) -> tuple[str, list[bytes]]:
 
 # --- the HTTP server -------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "dfdetect-model-server"
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
-    timeout = 5  # an idle keep-alive connection closes after 5 s, so a drain never waits on it
-    api: "RestServer"
+# --- requests -> the core -----------------------------------------------------------------------
 
-    def log_message(self, fmt, *args):  # routed to the named logger, not stderr
-        log.debug("%s %s", self.address_string(), fmt % args)
+Response = tuple[int, bytes, str]  # status, body, content type
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def _json(self, status: int, doc) -> None:
-        self._send(status, (json.dumps(doc, indent=4) + "\n").encode())
+def _json(status: int, doc) -> Response:
+    return status, (json.dumps(doc, indent=4) + "\n").encode(), "application/json"
 
-    def _error(self, error: ServingError) -> None:
-        self._json(error.http_status, {"error": error.message})
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise invalid(f"request body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
-        return self.rfile.read(length) if length else b""
+def _error(status: int, message: str) -> Response:
+    return _json(status, {"error": message})
 
-    def do_GET(self):
-        self._dispatch("GET")
 
-    def do_POST(self):
-        self._dispatch("POST")
+class RestHandler:
+    """TensorFlow Serving's REST API over the core: (method, path, body) -> response. Runs in the
+    server's worker threads (the core's calls block)."""
 
-    def do_PUT(self):
-        self._dispatch("PUT")
+    def __init__(self, core: ServingCore, metrics=None, metrics_path: str | None = None):
+        self.core = core
+        self.metrics = metrics
+        self.metrics_path = metrics_path if metrics is not None else None
 
-    def do_DELETE(self):
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        path = urlsplit(self.path).path
-        api = self.api
+    def handle(self, method: str, path: str, body: bytes) -> Response:
         try:
-            body = self._body() if method in ("POST", "PUT") else b""
-            if api.metrics_path and path == api.metrics_path and method == "GET":
-                data, content_type = api.metrics.exposition()
-                return self._send(200, data, content_type)
+            if self.metrics_path and path == self.metrics_path and method == "GET":
+                data, content_type = self.metrics.exposition()
+                return 200, data, content_type
             if not re.fullmatch(r"(?i)/v1/.*", path):
-                return self._json(404, {"error": f"Not found: {method} {path}"})
+                return _error(404, f"Not found: {method} {path}")
             if method == "POST" and (m := _PREDICT.fullmatch(path)):
                 name, version, label, verb = m.groups()
                 if verb.lower() != "predict":
@@ -281,61 +290,201 @@ class _Handler(BaseHTTPRequestHandler):
                     raise invalid("Missing model name in request.")
                 spec = _spec(name, version, label)
                 if metadata:
-                    model, resolved, signature_defs = api.core.metadata(spec)
-                    return self._json(200, protos.metadata_json(model, resolved, signature_defs))
-                states = api.core.status(spec.name, spec.version, spec.label)
-                return self._json(200, protos.to_json(protos.status_response(states)))
+                    model, resolved, signature_defs = self.core.metadata(spec)
+                    return _json(200, protos.metadata_json(model, resolved, signature_defs))
+                states = self.core.status(spec.name, spec.version, spec.label)
+                return _json(200, protos.to_json(protos.status_response(states)))
             raise invalid(f"Malformed request: {method} {path}")
         except ServingError as e:
-            self._error(e)
-        except (ConnectionResetError, BrokenPipeError) as e:  # the client left mid-request: nobody to answer
-            log.debug("REST client went away during %s %s: %s", method, path, e)
-            self.close_connection = True
+            return _error(e.http_status, e.message)
         except Exception as e:  # a bug must not take the server down; the client gets a 500
             log.exception("REST request %s %s failed", method, path)
-            self._json(500, {"error": f"internal error: {type(e).__name__}: {e}"})
+            return _error(500, f"internal error: {type(e).__name__}")
 
-    def _infer(self, verb: str, spec: Spec, body: bytes) -> None:
+    def _infer(self, verb: str, spec: Spec, body: bytes) -> Response:
         """:classify and :regress: JSON examples -> tf.Example -> the signature -> "results"."""
         signature, examples = parse_examples_body(body)
         spec.signature = signature
         if verb == "classify":
-            rows = inference.classify(self.api.core, spec, examples, api="rest").rows()
+            rows = inference.classify(self.core, spec, examples, api="rest").rows()
             results = [[list(pair) for pair in row] for row in rows]
         else:
-            results = [float(v) for v in inference.regress(self.api.core, spec, examples, api="rest").values]
-        self._json(200, {"results": results})
+            results = [float(v) for v in inference.regress(self.core, spec, examples, api="rest").values]
+        return _json(200, {"results": results})
 
-    def _predict(self, spec: Spec, body: bytes) -> None:
-        core = self.api.core
+    def _predict(self, spec: Spec, body: bytes) -> Response:
+        core = self.core
 
         def signature_of(name: str):
             with core.manager.acquire(spec.name, spec.version, spec.label) as loaded:
                 return core.manager.signature(loaded, name)
 
-        signature, inputs, row = parse_predict_body(body, signature_of)
+        signature, inputs, row = parse_predict_body(body, signature_of, core.limits.max_batch)
         spec.signature = signature
         result = core.predict(spec, inputs, api="rest")
-        self._json(200, render_outputs(result.outputs, row))
+        return _json(200, render_outputs(result.outputs, row))
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 (h11: strict parsing, so no body is ever read as a request) with a
+    deadline for a request's headers: from a connection's first byte, or from the end of the
+    answer before on a kept-alive one. (uvicorn bounds only the idle time between requests.)"""
+
+    header_seconds = 10.0
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.header_seconds, self._headers_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if waiting and self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_seconds, self._headers_too_slow)
+        elif not waiting and self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def connection_lost(self, exc):
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            log.debug("REST client %s: no complete request headers in %.0f s; closing", self.client,
+                      self.header_seconds)
+            self.transport.close()
+
+
+class _App:
+    """The ASGI side: reads the body (bounded in size and time), hands the request to a worker
+    thread, answers; while draining, every new request is 503 with ``Connection: close``."""
+
+    def __init__(self, server: "RestServer"):
+        self.server = server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        server = self.server
+        method = scope["method"]
+        path = scope["raw_path"].decode("latin-1")  # names stay percent-encoded until the handler reads them
+        if server.draining:
+            return await _send(send, *_error(503, "the server is shutting down"), close=True)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if method in ("POST", "PUT") and length is None and b"transfer-encoding" not in headers:
+            return await _send(send, *_error(411, "a request with a body needs a Content-Length header"), close=True)
+        if length is not None and int(length) > server.max_body_bytes:  # h11 has checked it is a number
+            return await _send(send, *_error(413, f"request body of {int(length)} bytes exceeds the limit of "
+                                                  f"{server.max_body_bytes} bytes"), close=True)
+        try:
+            body = await self._body(receive)
+        except _TooLarge:
+            return await _send(send, *_error(413, f"request body exceeds the limit of {server.max_body_bytes} "
+                                                  "bytes"), close=True)
+        except asyncio.TimeoutError:
+            return await _send(send, *_error(408, f"the request body did not arrive within {server.timeout:g} s"),
+                               close=True)
+        except _Disconnected:
+            return
+        work = asyncio.get_running_loop().run_in_executor(server.workers, server.handler.handle, method, path, body)
+        try:
+            response = await asyncio.wait_for(asyncio.shield(work), server.timeout)
+        except asyncio.TimeoutError:  # the work finishes on its thread; nobody waits for it
+            response = _error(504, f"Deadline Exceeded: no answer within --rest_api_timeout_in_ms "
+                                   f"({server.timeout * 1000:.0f} ms)")
+        await _send(send, *response, close=server.draining)
+
+    async def _body(self, receive) -> bytes:
+        server = self.server
+        deadline = asyncio.get_running_loop().time() + server.timeout
+        chunks, size = [], 0
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            message = await asyncio.wait_for(receive(), remaining)
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > server.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _send(send, status: int, body: bytes, content_type: str, close: bool = False) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RestServer:
-    def __init__(self, core: ServingCore, port: int, host: str = "0.0.0.0", metrics=None, metrics_path: str | None = None,
-                 timeout: float = 30.0):
-        self.core = core
-        self.metrics = metrics
-        self.metrics_path = metrics_path if metrics is not None else None
-        # --rest_api_timeout_in_ms bounds every wait for a client's bytes (and idle keep-alive).
-        handler = type("Handler", (_Handler,), {"api": self, "timeout": min(_Handler.timeout, timeout)})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = False  # shutdown waits for requests in flight
-        self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest", daemon=True)
+    """The REST API on uvicorn, in a thread of its own with its own event loop.
+
+    ``timeout`` (--rest_api_timeout_in_ms): for a request's headers to arrive (at most
+    HEADER_SECONDS), its body, and its answer (504 DEADLINE_EXCEEDED after it). ``workers`` (--rest_api_num_threads): the threads that run
+    requests. ``max_body_bytes``: larger bodies are 413, unread."""
+
+    def __init__(self, core: ServingCore, port: int, host: str = "0.0.0.0", metrics=None,
+                 metrics_path: str | None = None, timeout: float = 30.0, workers: int = 0,
+                 max_body_bytes: int = MAX_BODY_BYTES):
+        import uvicorn
+
+        self.handler = RestHandler(core, metrics, metrics_path)
+        self.timeout = timeout
+        self.max_body_bytes = max_body_bytes
+        self.draining = False
+        self.workers = ThreadPoolExecutor(max_workers=workers or 4 * (os.cpu_count() or 1), thread_name_prefix="rest")
+        self._socket = socket.create_server((host, port), reuse_port=False, backlog=1024)
+        self.port = self._socket.getsockname()[1]
+        protocol = type("Protocol", (_Protocol,), {"header_seconds": min(HEADER_SECONDS, timeout)})
+        config = uvicorn.Config(_App(self), http=protocol, lifespan="off", log_level="warning", access_log=False,
+                                timeout_keep_alive=5, timeout_graceful_shutdown=30, server_header=False,
+                                date_header=False, h11_max_incomplete_event_size=64 * 1024)
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._socket]}, name="rest",
+                                        daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._uvicorn.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"the REST server did not start on port {self.port}")
+            time.sleep(0.01)
 
-    def stop(self) -> None:
-        """Stop accepting, then wait for the requests in flight."""
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def drain(self) -> None:
+        """From now on every new request is answered 503 with ``Connection: close``."""
+        self.draining = True
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting, close idle connections, give requests in flight up to ``grace`` s."""
+        self.draining = True
+        self._uvicorn.config.timeout_graceful_shutdown = grace
+        self._uvicorn.should_exit = True
+        self._thread.join(grace + 5)
+        self.workers.shutdown(wait=False, cancel_futures=True)

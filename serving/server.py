@@ -33,7 +33,7 @@ def _flag_bool(text: str) -> bool:
 # accepted (arguments copied from a TensorFlow Serving deployment keep working), and named in one
 # warning when given another value.
 IGNORED_FLAGS = {
-    "rest_api_num_threads": (int, 0), "rest_api_enable_cors_support": ("bool", False),
+    "rest_api_enable_cors_support": ("bool", False),
     "allow_version_labels_for_unavailable_models": ("bool", False),
     "enable_per_model_batching_parameters": ("bool", False),
     "num_load_threads": (int, 0), "num_unload_threads": (int, 0), "flush_filesystem_caches": ("bool", True),
@@ -64,7 +64,11 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
                    help="gRPC worker threads")
     flag("rest_api_port", type=int, default=REST_PORT, help="REST port (0: any free port; -1: no REST API)")
     p.add_argument("--rest_api_host", "--host", dest="host", default="0.0.0.0", help="address to listen on")
-    flag("rest_api_timeout_in_ms", type=int, default=30000, help="how long a REST client may take to send a request")
+    flag("rest_api_timeout_in_ms", type=int, default=30000,
+         help="REST: how long a request's body may take to arrive, and its answer (then 504 DEADLINE_EXCEEDED)")
+    flag("rest_api_num_threads", type=int, default=0, help="threads that run REST requests (0: 4 per core)")
+    flag("rest_api_max_body_bytes", type=int, default=64 * 1024 * 1024,
+         help="ours: larger REST bodies are refused unread (413)")
     flag("model_name", default="default", help="name of the model (without --model_config_file)")
     flag("model_base_path", default="", help="folder holding the model's numbered versions")
     flag("model_config_file", default="", help="ModelServerConfig text file (several models, version policies, "
@@ -93,6 +97,12 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
             flag(name, type=kind, default=default, help=argparse.SUPPRESS)
     flag("backend", choices=["tf", "onnx"], default="tf",
          help="tf: the SavedModel signatures; onnx: the version's ONNX twin with onnxruntime")
+    flag("max_request_batch_size", type=int, default=0,
+         help="ours: most rows one request may carry (0: the batching config's max_batch_size, else 256)")
+    flag("max_request_tensor_bytes", type=int, default=512 * 1024 * 1024,
+         help="ours: most bytes a request's tensors may take decoded (RESOURCE_EXHAUSTED over it)")
+    flag("max_image_pixels", type=int, default=40_000_000,
+         help="ours: most pixels an encoded image in a request may declare (read from its header)")
     flag("drain_seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may take to finish")
 
 
@@ -130,6 +140,11 @@ class ServerOptions:
     grpc_socket_path: str = ""
     grpc_channel_arguments: str = ""
     rest_api_timeout_in_ms: int = 30000
+    rest_api_num_threads: int = 0
+    max_request_batch_size: int = 0
+    max_request_tensor_bytes: int = 512 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
     backend: str = "tf"
@@ -192,6 +207,14 @@ def batching_options(options: ServerOptions):
     return batching
 
 
+def request_limits(options: ServerOptions, batching):
+    from dfdetect.serving.limits import DEFAULT_MAX_BATCH, RequestLimits
+
+    batch = options.max_request_batch_size or (batching.max_batch_size if batching else DEFAULT_MAX_BATCH)
+    return RequestLimits(max_batch=batch, max_tensor_bytes=options.max_request_tensor_bytes,
+                         max_image_pixels=options.max_image_pixels)
+
+
 def monitoring_path(options: ServerOptions) -> str | None:
     from dfdetect.serving.config import DEFAULT_PROMETHEUS_PATH, read_monitoring_config
 
@@ -233,7 +256,8 @@ class ModelServer:
                                     if options.enable_model_warmup else 0)
         self.metrics = ServerMetrics(queue_depth=self.manager.queue_depth)
         self.manager.metrics = self.metrics
-        self.core = ServingCore(self.manager, self.metrics, options.enable_signature_method_name_check)
+        self.core = ServingCore(self.manager, self.metrics, options.enable_signature_method_name_check,
+                                request_limits(options, batching))
         self.grpc = None
         self.rest = None
         self._stopped = threading.Event()
@@ -255,7 +279,9 @@ class ModelServer:
         self.grpc.set_serving(True)
         if self.options.rest_api_port >= 0:
             self.rest = RestServer(self.core, self.options.rest_api_port, self.options.host, self.metrics,
-                                   self.metrics_path, timeout=self.options.rest_api_timeout_in_ms / 1000)
+                                   self.metrics_path, timeout=self.options.rest_api_timeout_in_ms / 1000,
+                                   workers=self.options.rest_api_num_threads,
+                                   max_body_bytes=self.options.rest_api_max_body_bytes)
             self.rest.start()
         log.info("serving gRPC on %s:%d%s (backend %s, batching %s)", self.options.host, self.grpc.port,
                  f", REST on {self.options.host}:{self.rest.port}" if self.rest else "", self.options.backend,
@@ -293,12 +319,22 @@ class ModelServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        log.info("stopping: draining requests in flight (up to %.0f s)", self.options.drain_seconds)
-        if self.rest:
-            self.rest.stop()
+        grace = self.options.drain_seconds
+        log.info("stopping: draining requests in flight (up to %.0f s)", grace)
+        # At once: health NOT_SERVING, new requests refused (gRPC UNAVAILABLE, REST 503 with
+        # Connection: close); then requests in flight get up to the grace period on both APIs.
+        stopped = None
         if self.grpc:
-            self.grpc.stop(self.options.drain_seconds)
-        self.manager.stop(self.options.drain_seconds)
+            self.grpc.set_serving(False)
+        if self.rest:
+            self.rest.drain()
+        if self.grpc:
+            stopped = self.grpc.server.stop(grace)
+        if self.rest:
+            self.rest.stop(grace)
+        if stopped is not None:
+            stopped.wait()
+        self.manager.stop(grace)
         log.info("stopped")
 
 

@@ -600,7 +600,7 @@ def test_every_tensorflow_model_server_flag_is_accepted(tmp_path, caplog):
              "--enable_batching=false", "--tensorflow_intra_op_parallelism=0"]
     args = build_parser().parse_args(flags)
     options = ServerOptions.from_args(args)
-    assert options.ignored_flags == ("rest_api_num_threads", "prefer_tflite_model")  # saved_model_tags: default
+    assert options.ignored_flags == ("prefer_tflite_model",)  # saved_model_tags: default
     assert grpc_channel_arguments("a=1, b=x") == [("a", 1), ("b", "x")]
     with pytest.raises(Exception, match="is not key=value"):
         grpc_channel_arguments("nonsense")
@@ -612,7 +612,7 @@ def test_every_tensorflow_model_server_flag_is_accepted(tmp_path, caplog):
                                                                               "ignored_flags")},
                            ignored_flags=options.ignored_flags)
     try:
-        assert "ignored (they change nothing in this server): --rest_api_num_threads, --prefer_tflite_model" \
+        assert "ignored (they change nothing in this server): --prefer_tflite_model" \
             in caplog.text
         channel = grpc.insecure_channel(f"unix:{socket_path}")  # gRPC on the Unix socket too
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
