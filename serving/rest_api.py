@@ -70,8 +70,15 @@ def _leaf_bytes(value):
     raise invalid(f"JSON Value: {json.dumps(value)} is not of expected type: string")
 
 
-def _to_array(value, spec, where: str) -> np.ndarray:
-    """A JSON value as an array of the input's dtype."""
+def _has_boolean(value) -> bool:
+    if isinstance(value, list):
+        return any(_has_boolean(v) for v in value)
+    return isinstance(value, bool)
+
+
+def _to_array(value, spec, where: str, booleans: bool = True) -> np.ndarray:
+    """A JSON value as an array of the input's dtype. ``booleans``: whether the body may hold
+    true/false at all (numpy reads a true among numbers as 1, so they are looked for)."""
     if spec.dtype == tf.string:
         def convert(v):
             return [convert(x) for x in v] if isinstance(v, list) else _leaf_bytes(v)
@@ -88,9 +95,8 @@ def _to_array(value, spec, where: str) -> np.ndarray:
     dtype = spec.dtype
     if array.dtype == object or array.dtype.kind in "US":
         raise invalid(f"{where}: cannot read the values as {dtype.name} (they are not all numbers)")
-    if array.size and dtype != tf.bool and array.dtype.kind == "b":
-        raise invalid(f"JSON Value: {json.dumps(bool(array.reshape(-1)[0]))} Type: Boolean is not of expected "
-                      f"type: {dtype.name} ({where})")
+    if array.size and dtype != tf.bool and (array.dtype.kind == "b" or (booleans and _has_boolean(value))):
+        raise invalid(f"JSON Value: true/false Type: Boolean is not of expected type: {dtype.name} ({where})")
     if array.size and dtype.is_integer:
         if array.dtype.kind == "f":
             bad = array.reshape(-1)[np.flatnonzero(array.reshape(-1) != np.round(array.reshape(-1)))[:1]]
@@ -131,6 +137,11 @@ def parse_predict_body(body: bytes, signature_of, max_batch: int | None = None
         raise invalid("Missing 'inputs' or 'instances' key")
     sig = signature_of(signature_name)
     aliases = sorted(sig.inputs)
+    booleans = b"true" in body or b"false" in body
+
+    def to_array(value, alias, where):
+        return _to_array(value, sig.inputs[alias], where, booleans)
+
     if "instances" in doc:
         instances = doc["instances"]
         if not isinstance(instances, list):
@@ -142,7 +153,7 @@ def parse_predict_body(body: bytes, signature_of, max_batch: int | None = None
                           "(instances; --max_request_batch_size)")
         if len(aliases) == 1 and not all(isinstance(i, dict) and set(i) == set(aliases) and "b64" not in i
                                          for i in instances):
-            return sig.name, {aliases[0]: _to_array(instances, sig.inputs[aliases[0]], "instances")}, True
+            return sig.name, {aliases[0]: to_array(instances, aliases[0], "instances")}, True
         columns: dict[str, list] = {a: [] for a in aliases}
         for n, row in enumerate(instances):
             if not isinstance(row, dict):
@@ -153,10 +164,10 @@ def parse_predict_body(body: bytes, signature_of, max_batch: int | None = None
                               f"{json.dumps(row)[:200]} must only have keys: {','.join(aliases)}")
             for a in aliases:
                 columns[a].append(row[a])
-        return sig.name, {a: _to_array(columns[a], sig.inputs[a], f"instances key {a}") for a in aliases}, True
+        return sig.name, {a: to_array(columns[a], a, f"instances key {a}") for a in aliases}, True
     inputs = doc["inputs"]
     if len(aliases) == 1 and not (isinstance(inputs, dict) and set(inputs) == set(aliases)):
-        return sig.name, {aliases[0]: _to_array(inputs, sig.inputs[aliases[0]], "inputs")}, False
+        return sig.name, {aliases[0]: to_array(inputs, aliases[0], "inputs")}, False
     if not isinstance(inputs, dict):
         raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors required "
                       "as per tensorinfo_map")
@@ -167,7 +178,7 @@ def parse_predict_body(body: bytes, signature_of, max_batch: int | None = None
     if extra:
         raise invalid(f"input tensor alias not found in signature: {extra[0]}. "
                       f"Inputs expected to be in the set {{{','.join(aliases)}}}.")
-    return sig.name, {a: _to_array(inputs[a], sig.inputs[a], f"inputs key {a}") for a in aliases}, False
+    return sig.name, {a: to_array(inputs[a], a, f"inputs key {a}") for a in aliases}, False
 
 
 def _jsonable(name: str, array: np.ndarray):
