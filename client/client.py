@@ -60,6 +60,7 @@ from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, DEFAULT_STRATEGY, STR
 from dfdetect.faces.detection import Face, FaceDetector, faces_in_frames, select_faces
 from dfdetect.faces.frames import (DEFAULT_FRAMES, Frame, decode_image, media_kind, prefetch, read_image_frame,
                                    read_video_frames, resize_frame)
+from dfdetect.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +361,8 @@ class DeepfakeClient:
                  strategy: str | None = None, margin: float | None = None,
                  frames: int = DEFAULT_FRAMES, per_second: bool = False, input_format: str = "jpeg",
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, overlap: bool = DEFAULT_OVERLAP,
-                 prefetch: bool = True, detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE):
+                 prefetch: bool = True, detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
         if transport not in TRANSPORTS:
             raise ClientError("INVALID_ARGUMENT", f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
@@ -389,6 +391,7 @@ class DeepfakeClient:
         self.max_request_bytes = max_request_bytes
         self.overlap = bool(overlap)
         self.prefetch = bool(prefetch)
+        self.max_pixels = int(max_pixels)  # larger images and video frames are refused before decoding
         self._threshold_arg, self._strategy_arg, self._margin_arg = threshold, strategy, margin
         self._detector = detector
         self._detector_lock = threading.Lock()
@@ -509,7 +512,7 @@ class DeepfakeClient:
         elif isinstance(image, (bytes, bytearray, memoryview)):
             source = source or "<bytes>"
             try:
-                frame = image_frame(decode_image(bytes(image), source), source)
+                frame = image_frame(decode_image(bytes(image), source, self.max_pixels), source)
             except MediaError as e:
                 raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
         else:
@@ -519,7 +522,7 @@ class DeepfakeClient:
             except ClientError as e:
                 raise ClientError(e.status, e.message, source) from None
             try:
-                frame = read_image_frame(image)
+                frame = read_image_frame(image, max_pixels=self.max_pixels)
             except MediaError as e:
                 raise ClientError("INVALID_ARGUMENT", e.problem, source) from None
             except OSError as e:
@@ -539,8 +542,8 @@ class DeepfakeClient:
             check_media_file(path, "video")
         except ClientError as e:
             raise ClientError(e.status, e.message, source) from None
-        return self._analyze(source, "video", read_video_frames(path, frames=frames, per_second=per_second),
-                             keep_crops)
+        return self._analyze(source, "video", read_video_frames(path, frames=frames, per_second=per_second,
+                                                                max_pixels=self.max_pixels), keep_crops)
 
     def _analyze(self, source: str, kind: str, frames: Iterable[Frame], keep_crops: bool = False) -> MediaResult:
         started = time.perf_counter()

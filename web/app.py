@@ -20,10 +20,12 @@ status names) with an HTTP status from :data:`HTTP_STATUS`: the person's file is
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -119,9 +121,24 @@ def error_response(http_status: int, status: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=http_status)
 
 
-def client_error_response(error: ClientError) -> JSONResponse:
+# What an error shown to users must not name: the addresses behind the page and its files.
+_ADDRESS = re.compile(r"(?:(?:dns|ipv4|ipv6|unix):/*)?(?:\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}|localhost)(?::\d+)?")
+_HOST_PORT = re.compile(r"(?:(?:dns|ipv4|ipv6|unix):/*)?\b[A-Za-z][\w\-]*(?:\.[\w\-]+)+:\d{2,5}\b")
+_PATH = re.compile(r"(?<![\w.])/(?:[\w.\-]+/)+[\w.\-]*")
+
+
+def public_message(message: str, server: str = "") -> str:
+    """An error message fit for users: the model server's address, other addresses and file
+    system paths replaced by what they stand for (the full message goes to the log)."""
+    if server:
+        message = message.replace(server, "the model server")
+    message = _HOST_PORT.sub("<address>", _ADDRESS.sub("<address>", message))
+    return _PATH.sub("<file>", message)
+
+
+def client_error_response(error: ClientError, server: str = "") -> JSONResponse:
     http_status = HTTP_STATUS.get(error.status, UPSTREAM_STATUS)
-    return error_response(http_status, error.status, error.message)
+    return error_response(http_status, error.status, public_message(error.message, server))
 
 
 # --- the upload limit ---------------------------------------------------------------------------
@@ -129,6 +146,11 @@ def client_error_response(error: ClientError) -> JSONResponse:
 class UploadTooLarge(StarletteHTTPException):
     def __init__(self):
         super().__init__(status_code=413, detail="upload too large")
+
+
+class UploadTooSlow(StarletteHTTPException):
+    def __init__(self, detail: str):
+        super().__init__(status_code=408, detail=detail)
 
 
 class UploadLimit:
@@ -140,8 +162,10 @@ class UploadLimit:
     (The framework's own body limit answers a plain-text 413 that this API's error shape cannot
     replace, hence this small ASGI middleware.)"""
 
-    def __init__(self, app, limit: int, max_in_flight: int, paths: tuple[str, ...]):
+    def __init__(self, app, limit: int, max_in_flight: int, paths: tuple[str, ...], idle_seconds: float = 10.0,
+                 total_seconds: float = 300.0):
         self.app, self.limit, self.max_in_flight, self.paths = app, limit, max_in_flight, paths
+        self.idle_seconds, self.total_seconds = idle_seconds, total_seconds
         self.in_flight = 0  # touched only on the event loop's thread
 
     async def __call__(self, scope, receive, send):
@@ -168,10 +192,18 @@ class UploadLimit:
 
     async def _limited(self, scope, receive, send):
         seen = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_seconds
 
         async def limited_receive():
             nonlocal seen
-            message = await receive()
+            wait = min(self.idle_seconds, deadline - loop.time())
+            try:
+                message = await asyncio.wait_for(receive(), max(wait, 0.001))
+            except asyncio.TimeoutError:
+                raise UploadTooSlow(f"the upload stalled: nothing arrived for {self.idle_seconds:g} s"
+                                    if wait == self.idle_seconds else
+                                    f"the upload did not arrive within {self.total_seconds:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
@@ -203,7 +235,8 @@ class ClientHolder:
 
         s = self._settings
         client = DeepfakeClient(s.server, s.model_name, timeout=s.timeout, threshold=s.threshold,
-                                model_card=s.model_card, frames=s.frames)
+                                model_card=s.model_card, frames=s.frames,
+                                max_pixels=int(s.max_image_megapixels * 1e6))
         if s.model_card is None and s.model_repository:
             use_local_model_card(client, s.model_repository, s.model_name)
         return client
@@ -299,12 +332,17 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
         docs_url=None, redoc_url=None,  # their pages load scripts from a CDN; the schema is at /openapi.json
     )
     app.add_middleware(UploadLimit, limit=settings.max_upload_bytes,
-                       max_in_flight=settings.max_concurrent + settings.max_waiting, paths=("/api/analyze",))
+                       max_in_flight=settings.max_concurrent + settings.max_waiting, paths=("/api/analyze",),
+                       idle_seconds=settings.upload_idle_seconds, total_seconds=settings.upload_seconds)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 413:
             response = error_response(413, "RESOURCE_EXHAUSTED", too_large_message(settings.max_upload_bytes))
+            response.headers["connection"] = "close"
+            return response
+        if exc.status_code == 408:
+            response = error_response(408, "DEADLINE_EXCEEDED", str(exc.detail))
             response.headers["connection"] = "close"
             return response
         status = {404: "NOT_FOUND", 405: "UNIMPLEMENTED"}.get(exc.status_code, "INVALID_ARGUMENT")
@@ -334,10 +372,12 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
         try:
             client = readiness()
         except ClientError as e:
-            return error_response(503, e.status, e.message)
+            log.warning("readiness: %s", e)
+            return error_response(503, e.status, public_message(e.message, settings.server))
         except TimeoutError:
-            return error_response(503, "UNAVAILABLE", f"the model server at {settings.server} did not answer "
-                                                      f"within {READY_SECONDS:g} s")
+            log.warning("readiness: the model server at %s did not answer within %g s", settings.server,
+                        READY_SECONDS)
+            return error_response(503, "UNAVAILABLE", f"the model server did not answer within {READY_SECONDS:g} s")
         return {"status": "ready", "model_name": settings.model_name, "model_version": client.model_version,
                 "server": settings.server}
 
@@ -384,8 +424,8 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
             log.warning("%s: %s", source, e)
             if e.status == "INVALID_ARGUMENT" and e.source == source:  # the upload itself is the problem
                 return error_response(422, e.status, f"the file's content is {media.name} {media.kind}, but it could not be "
-                                                      f"read: {e.message}")
-            return client_error_response(e)
+                                                      f"read: {public_message(e.message, settings.server)}")
+            return client_error_response(e, settings.server)
         finally:
             os.unlink(path)
 

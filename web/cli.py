@@ -10,6 +10,7 @@ Every flag's default comes from an environment variable ``DFDETECT_WEB_<FLAG>`` 
 from __future__ import annotations
 
 import dataclasses
+import signal
 import logging
 
 from dfdetect.cliformat import HelpFormatter
@@ -32,6 +33,10 @@ _HELP = {
     "max_waiting": "uploads that may be arriving or waiting beyond those being analysed; more are refused with 503 "
                    "(bounds the temporary disk space: each upload in flight is on disk)",
     "timeout": "seconds each model-server call may take, retries included",
+    "upload_idle_seconds": "an upload that sends nothing for this long is cut off with 408 (slow uploads cannot "
+                           "hold the upload slots)",
+    "upload_seconds": "the longest an upload may take to arrive, in seconds (408 beyond)",
+    "max_image_megapixels": "larger images and video frames are refused before they are decoded (image bombs)",
 }
 
 
@@ -70,6 +75,9 @@ def run_web_command(args) -> int:
     app = create_app(settings)
     log.info("web page on http://%s:%d (model server %s, model %s)", settings.host, settings.port,
              settings.server, settings.model_name)
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler it found:
+    # with this one the process ends with 0 (a deliberate stop), not killed by the signal.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=30)
     return 0

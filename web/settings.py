@@ -32,6 +32,9 @@ class WebSettings:
     max_concurrent: int = 2                    # analyses at once; more requests wait their turn
     max_waiting: int = 8                       # uploads received or waiting beyond those; more get 503
     timeout: float = 60.0                      # seconds each model-server call may take, retries included
+    upload_idle_seconds: float = 10.0          # an upload sending nothing for this long is cut off (408)
+    upload_seconds: float = 300.0              # the longest an upload may take to arrive (408 beyond)
+    max_image_megapixels: float = 40.0         # larger images and video frames are refused before decoding
 
     @property
     def max_upload_bytes(self) -> int:
@@ -51,6 +54,9 @@ class WebSettings:
             problems.append(f"frames must be >= 1, got {self.frames}")
         if self.timeout <= 0:
             problems.append(f"timeout must be > 0, got {self.timeout}")
+        for name in ("upload_idle_seconds", "upload_seconds", "max_image_megapixels"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             problems.append(f"threshold must be in [0, 1], got {self.threshold}")
         if problems:

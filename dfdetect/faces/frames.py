@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from dfdetect.errors import MediaError
+from dfdetect.images import DEFAULT_MAX_PIXELS, too_many_pixels
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -145,15 +146,20 @@ def _info(cap: cv2.VideoCapture) -> VideoInfo:
 
 
 def read_video_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
-                      per_second: bool = False, resize: bool = True) -> Iterator[Frame]:
+                      per_second: bool = False, resize: bool = True,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Frame]:
     """Yield the sampled frames of a video, decoded to RGB and resized by the rule.
 
-    Raises MediaError when the file cannot be opened or no frame at all can be decoded.
-    A video whose container over-states its length ends early without error.
+    Raises MediaError when the file cannot be opened, its frames are larger than ``max_pixels``
+    (refused before any is decoded), or no frame at all can be decoded. A video whose container
+    over-states its length ends early without error.
     """
     cap = _open(path)
     try:
         info = _info(cap)
+        if info.width * info.height > max_pixels:
+            raise MediaError(path, f"its {info.width}x{info.height} frames ({info.width * info.height / 1e6:.1f} "
+                                   f"megapixels) are over the limit of {max_pixels / 1e6:g} megapixels")
         if info.frame_count <= 0:
             raise MediaError(path, "video reports no frames (empty or corrupt)")
         fps = info.fps if info.fps > 0 else 25.0
@@ -183,8 +189,13 @@ def read_video_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAM
         cap.release()
 
 
-def decode_image(data: bytes, source: str | os.PathLike = "<bytes>") -> np.ndarray:
-    """Decode JPEG/PNG/... bytes to an RGB uint8 array; MediaError if they are not an image."""
+def decode_image(data: bytes, source: str | os.PathLike = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+                 ) -> np.ndarray:
+    """Decode JPEG/PNG/... bytes to an RGB uint8 array; MediaError if they are not an image, or
+    if their header declares more than ``max_pixels`` (refused before decoding)."""
+    refused = too_many_pixels(data, max_pixels)
+    if refused:
+        raise MediaError(source, refused)
     array = np.frombuffer(data, dtype=np.uint8)
     bgr = cv2.imdecode(array, cv2.IMREAD_COLOR) if array.size else None
     if bgr is None:
@@ -192,23 +203,26 @@ def decode_image(data: bytes, source: str | os.PathLike = "<bytes>") -> np.ndarr
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def read_image_frame(path: str | os.PathLike, resize: bool = True) -> Frame:
+def read_image_frame(path: str | os.PathLike, resize: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> Frame:
     """An image file as a single frame (index 0), resized by the rule."""
     if not os.path.isfile(path):
         raise MediaError(path, "file not found")
     with open(path, "rb") as f:
-        rgb = decode_image(f.read(), path)
+        rgb = decode_image(f.read(), path, max_pixels)
     image, scale = resize_frame(rgb) if resize else (rgb, 1.0)
     return Frame(index=0, timestamp=0.0, image=image, scale=scale, original=rgb)
 
 
 def read_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
-                per_second: bool = False, resize: bool = True) -> Iterator[Frame]:
-    """Frames of any supported media file: the sampled frames of a video, or the one image."""
+                per_second: bool = False, resize: bool = True,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Frame]:
+    """Frames of any supported media file: the sampled frames of a video, or the one image;
+    images and video frames over ``max_pixels`` are refused before decoding."""
     if media_kind(path) == "image":
-        yield read_image_frame(path, resize=resize)
+        yield read_image_frame(path, resize=resize, max_pixels=max_pixels)
     else:
-        yield from read_video_frames(path, frames=frames, per_second=per_second, resize=resize)
+        yield from read_video_frames(path, frames=frames, per_second=per_second, resize=resize,
+                                     max_pixels=max_pixels)
 
 
 def prefetch(items: Iterable[T], ahead: int) -> Iterator[T]:
