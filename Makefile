@@ -39,7 +39,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-client prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-cold-start bench-faces image-sizes tfs-suite k8s-validate loadtest web browser clean
+.PHONY: help install install-client prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-cold-start bench-faces bench-hostile image-sizes tfs-suite k8s-validate loadtest web browser clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -147,9 +147,12 @@ image-sizes: install ## the web and full images' environments (and the client in
 bench-faces: install ## face detection ms/frame on one core (ONNX Runtime vs the mtcnn package); recall on generated hard footage
 	$(BIN)/python -m benchmarks.faces
 
+bench-hostile: install ## hostile requests at full size against dfdetect serve: time and server memory per case
+	$(BIN)/python -m benchmarks.hostile
+
 tfs-suite: install ## TensorFlow Serving's own model-server tests against dfdetect serve (TFS=path to a tensorflow/serving checkout)
 	@test -n "$(TFS)" || { echo "give TFS=/path/to/a/tensorflow/serving/checkout" >&2; exit 2; }
-	$(BIN)/python -m pip install --quiet portpicker six
+	$(BIN)/python -m pip install --quiet portpicker six tf-keras==2.21.0
 	$(BIN)/python tests/tfs_suite.py $(TFS)
 
 k8s-validate: install ## render every k8s overlay and validate each object offline against the Kubernetes schemas

@@ -380,12 +380,7 @@ class _App:
         self.server = server
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # (uvicorn runs it with lifespan off)
             return
         server = self.server
         method = scope["method"]

@@ -11,7 +11,9 @@ copied into this repository. Out of scope: the two TFLite tests, ``test_tf_text`
 tensorflow-text's ops) and the profiler test.
 
 Prints one line per test (ok, FAIL, ERROR) and the count; exit status 0 when every in-scope
-test passes. Not part of ``make test``: it needs the checkout and takes minutes.
+test passes. Not part of ``make test``: it needs the checkout and takes minutes. The suite's
+Keras models are made with tf.keras as Keras 2 (``tf-keras``, which ``make tfs-suite``
+installs, with ``TF_USE_LEGACY_KERAS=1``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pathlib import Path
 OUT_OF_SCOPE = {"testPredictOnTfLite", "testPredictWithSignatureDefOnTfLite", "test_tf_text",
                 "test_profiler_service_with_valid_trace_request"}
 SUITE = "tensorflow_serving/model_servers/tensorflow_model_server_test.py"
+# Tests that set up TensorFlow's devices themselves (virtual CPUs), which only a process where
+# TensorFlow has not run yet allows: each runs in a child process of its own.
+OWN_PROCESS = {"test_distrat_sequential_keras_saved_model_save"}
 
 # The child process: the checkout's test_util joins the installed tensorflow_serving package (the
 # tensorflow-serving-api wheel has no model_servers), then unittest runs the chosen tests.
@@ -90,13 +95,20 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="dfdetect-tfs-suite-") as tmp:
         srcdir = test_srcdir(args.checkout.resolve(), Path(tmp) / "srcdir")
         report = Path(tmp) / "report.json"
+        # TF_USE_LEGACY_KERAS: the suite's Keras models are written for tf.keras as Keras 2 (the
+        # tf-keras package); under Keras 3 a Sequential model's input alias is "inputs", not "x".
         env = {**os.environ, "TEST_SRCDIR": str(srcdir), "TEST_TMPDIR": str(Path(tmp) / "tmp"),
+               "TF_USE_LEGACY_KERAS": "1",
                "DFDETECT_LOG_LEVEL": os.environ.get("DFDETECT_LOG_LEVEL", "WARNING")}
         (Path(tmp) / "tmp").mkdir()
-        subprocess.run([sys.executable, "-c", CHILD, str(args.checkout.resolve()), ",".join(names), str(report)],
-                       env=env, cwd=tmp)
-        outcome = json.loads(report.read_text()) if report.is_file() else {n: "ERROR: the suite did not run"
-                                                                            for n in names}
+        groups = [[n for n in names if n not in OWN_PROCESS]] + [[n] for n in names if n in OWN_PROCESS]
+        outcome = {}
+        for group in filter(None, groups):
+            report.unlink(missing_ok=True)
+            subprocess.run([sys.executable, "-c", CHILD, str(args.checkout.resolve()), ",".join(group), str(report)],
+                           env=env, cwd=tmp)
+            outcome.update(json.loads(report.read_text()) if report.is_file() else
+                           {n: "ERROR: the suite did not run" for n in group})
     passed = sum(v == "ok" for v in outcome.values())
     print(f"\nTensorFlow Serving's {Path(SUITE).name} against dfdetect serve:")
     for name in names:
