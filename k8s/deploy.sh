@@ -37,12 +37,11 @@ if ! reply=$(kubectl --request-timeout=15s get --raw /version 2>&1); then
   refuse "cannot reach the cluster of kubectl context '$context': ${reply:-no answer}"
 fi
 
-# The serving ConfigMaps are generated from serving/*.config, outside the overlay's folder, so the
-# manifests are rendered with kustomize allowed to read them (as `make k8s-validate` does), then
-# applied. `kubectl apply -k` cannot pass that option.
+# Rendered with kustomize's default restrictions, as `kubectl apply -k` and GitOps tools render
+# (every file the manifests read is inside k8s/), then applied from the rendered file.
 rendered=$(mktemp "${TMPDIR:-/tmp}/dfdetect-k8s-XXXXXX.yaml")
 trap 'rm -f "$rendered"' EXIT
-if ! kubectl kustomize --load-restrictor LoadRestrictionsNone "$here/overlays/$overlay" > "$rendered"; then
+if ! kubectl kustomize "$here/overlays/$overlay" > "$rendered"; then
   say "cannot render k8s/overlays/$overlay (run 'make k8s-validate' for details)"
   exit 1
 fi

@@ -32,9 +32,10 @@ REPO_ROOT = K8S_DIR.parent
 # 1.37.0 bundles. Every object must be valid for both.
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
 
-# The serving ConfigMaps are generated from the files in serving/, outside each kustomization's
-# folder: kustomize must be allowed to read them (k8s/deploy.sh renders the same way).
-KUSTOMIZE_ARGS = ("--load-restrictor", "LoadRestrictionsNone")
+# The serving configs the base's ConfigMap is made from: copies of serving/'s files inside k8s/
+# (kustomize's default restrictions read nothing outside a kustomization).
+CONFIG_COPIES = ("models.config", "batching.config", "monitoring.config")
+CONFIG_DIR = K8S_DIR / "base" / "config"
 
 # Where kustomizations are looked for, relative to k8s/.
 KUSTOMIZATION_ROOTS = ("overlays", "jobs")
@@ -73,7 +74,7 @@ def display(path: Path) -> str:
 
 def render(path: Path) -> list[dict]:
     """The objects `kubectl kustomize` renders from a kustomization folder."""
-    cmd = [kubectl(), "kustomize", *KUSTOMIZE_ARGS, str(path)]
+    cmd = [kubectl(), "kustomize", str(path)]  # default restrictions, as `kubectl apply -k` and GitOps tools
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise K8sError(f"`kubectl kustomize {display(path)}` failed: {result.stderr.strip() or result.stdout.strip()}")
@@ -151,6 +152,17 @@ def validate_all(paths: list[Path], out=sys.stdout) -> Report:
     return report
 
 
+def config_drift(serving_dir: Path = REPO_ROOT / "serving", copies: Path = CONFIG_DIR) -> list[str]:
+    """The config files whose copy under k8s/base/config/ differs from serving/'s (or is missing)."""
+    drift = []
+    for name in CONFIG_COPIES:
+        source, copy = serving_dir / name, copies / name
+        if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+            drift.append(f"{display(copy)} differs from {display(source)} (copy it, or let `dfdetect export label` "
+                         "write both)")
+    return drift
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="k8s/validate.py",
@@ -171,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     report = validate_all(paths)
+    report.render_errors += config_drift()
     if report.exit_code == 0:
         print(f"k8s-validate: {report.objects} objects from {len(paths)} kustomizations valid against "
               f"Kubernetes {versions} (strict)")

@@ -29,13 +29,23 @@ def read_model_server_config(path: str | Path) -> model_server_config_pb2.ModelS
     return config
 
 
+def config_copies(path: str | Path) -> list[Path]:
+    """The copies the Kubernetes manifests read of a config file in a checkout's serving/:
+    ``k8s/base/config/<name>`` (kustomize reads files only inside its folders)."""
+    path = Path(path).resolve()
+    copy = path.parent.parent / "k8s" / "base" / "config" / path.name
+    return [copy] if path.parent.name == "serving" and copy.parent.is_dir() else []
+
+
 def write_model_server_config(config: model_server_config_pb2.ModelServerConfig, path: str | Path,
                               header: str = "") -> None:
-    """Write atomically (temporary file, then rename), keeping a leading comment block."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(header + text_format.MessageToString(config))
-    tmp.replace(path)
+    """Write atomically (temporary file, then rename), keeping a leading comment block; the
+    Kubernetes copy of the file (``config_copies``) gets the same text."""
+    text = header + text_format.MessageToString(config)
+    for target in [Path(path), *config_copies(path)]:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
 
 
 def leading_comments(path: str | Path) -> str:

@@ -308,22 +308,31 @@ def test_configmaps_are_generated_from_the_serving_files(rendered, overlay):
     assert mount_path(server, "rendered-config") == mount_path(init, "rendered-config")
 
 
-def test_a_changed_serving_file_changes_the_generated_configmap(tmp_path):
-    """One source of truth: the ConfigMap follows serving/ (and its new name rolls the pods)."""
+def test_the_configmap_comes_from_copies_of_the_serving_files_kept_in_step(tmp_path):
+    """kustomize reads files only inside k8s/, so the base holds copies of serving/'s configs:
+    `dfdetect export label` writes both, validation names a copy that drifted, and a changed
+    copy changes the ConfigMap (its new name rolls the pods)."""
     _require_kubectl()
+    assert kv.config_drift() == [], "k8s/base/config/ differs from serving/"
     shutil.copytree(K8S, tmp_path / "k8s", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "serving").mkdir()
     for f in SERVING_FILES:
         shutil.copy(SERVING / f, tmp_path / "serving" / f)
-    batching = tmp_path / "serving" / "batching.config"
-    batching.write_text(batching.read_text().replace("batch_timeout_micros { value: 2000 }",
-                                                     "batch_timeout_micros { value: 1000 }"))
+    (name,) = model_names()
+    set_version_labels(tmp_path / "serving" / "models.config", name, {"stable": 3}, existing_versions=[3])
+    copy = tmp_path / "k8s" / "base" / "config" / "models.config"
+    assert copy.read_text() == (tmp_path / "serving" / "models.config").read_text()
     before = find(kv.render(K8S / "overlays/gpu"), "Deployment", SERVING_NAME)
     after_objects = kv.render(tmp_path / "k8s/overlays/gpu")
     after = find(after_objects, "Deployment", SERVING_NAME)
     old, new = (volume(pod_spec(d), "serving-config")["configMap"]["name"] for d in (before, after))
     assert old != new
-    assert "value: 1000" in find(after_objects, "ConfigMap", new)["data"]["batching.config"]
+    assert 'key: "stable"' in find(after_objects, "ConfigMap", new)["data"]["models.config"]
+    batching = tmp_path / "serving" / "batching.config"
+    batching.write_text(batching.read_text().replace("batch_timeout_micros { value: 2000 }",
+                                                     "batch_timeout_micros { value: 1000 }"))
+    drift = kv.config_drift(tmp_path / "serving", tmp_path / "k8s" / "base" / "config")
+    assert len(drift) == 1 and "batching.config" in drift[0]
 
 
 def _model_repository(objects):
@@ -963,7 +972,8 @@ def test_deploy_applies_the_overlay_and_waits_for_serving_then_the_web_front(ren
     result = _deploy(name, **env, FAIL_ROLLOUT="")
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
-    assert any(c.startswith("kustomize --load-restrictor LoadRestrictionsNone ") for c in calls), calls
+    # Rendered with kustomize's default restrictions, as `kubectl apply -k` and GitOps tools render.
+    assert any(c.startswith("kustomize ") and "load-restrictor" not in c for c in calls), calls
     assert [o for o in yaml.safe_load_all(applied.read_text()) if o] == rendered[overlay]
     rollouts = [re.fullmatch(r"--namespace (\S+) rollout status deployment/(\S+) --timeout=\S+", c).groups()
                 for c in calls if "rollout status" in c]
