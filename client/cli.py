@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from dfdetect.client.transport import LOAD_BALANCING
 from dfdetect.cliformat import HelpFormatter
 from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT
 from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, STRATEGIES
@@ -44,6 +45,9 @@ def add_predict_parser(sub) -> None:
                    help=f"model server (default: the local deployment, localhost:{GRPC_PORT}, or "
                         f"localhost:{REST_PORT} with --rest)")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
+    p.add_argument("--load-balancing", choices=LOAD_BALANCING, default="pick_first",
+                   help="gRPC: round_robin spreads requests over every address the server name resolves to "
+                        "(e.g. dns:///NAME:8500 of a headless Service: every model-server pod)")
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="served model name")
     pin = p.add_mutually_exclusive_group()
     pin.add_argument("--model-version", type=int, help="ask for this version (default: the server's choice)")
@@ -133,7 +137,7 @@ def _client(args):
             root_certificates=args.root_certs, private_key=args.client_key, certificate_chain=args.client_cert, model_card=args.model_card,
             threshold=args.threshold, strategy=args.strategy, frames=args.frames, per_second=args.per_second,
             input_format="pixels" if args.pixels else "jpeg", min_evidence=args.min_evidence,
-            detector=_detector(args))
+            detector=_detector(args), load_balancing=args.load_balancing)
     except ClientError as e:
         if e.status == "UNAVAILABLE" and args.server is None:
             raise ClientError(e.status, f"{e.message}. Is the local deployment running? Start it with `make deploy`, "

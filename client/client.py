@@ -362,7 +362,7 @@ class DeepfakeClient:
                  frames: int = DEFAULT_FRAMES, per_second: bool = False, input_format: str = "jpeg",
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, overlap: bool = DEFAULT_OVERLAP,
                  prefetch: bool = True, detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, load_balancing: str = "pick_first"):
         if transport not in TRANSPORTS:
             raise ClientError("INVALID_ARGUMENT", f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
@@ -403,7 +403,7 @@ class DeepfakeClient:
         if transport == "grpc":
             creds = tls_credentials(root_certificates, private_key, certificate_chain) if secure else None
             self.transport: Transport = GrpcTransport(target or f"localhost:{GRPC_PORT}", model_name,
-                                                      credentials=creds, **options)
+                                                      credentials=creds, load_balancing=load_balancing, **options)
         else:
             context = rest_ssl_context(root_certificates, private_key, certificate_chain) if secure else None
             self.transport = RestTransport(target or f"localhost:{REST_PORT}", model_name, ssl_context=context,

@@ -50,6 +50,10 @@ RETRYABLE = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
 REQUEST_OVERHEAD = 1024
 # Responses are one float per crop; this only guards against a runaway answer.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# gRPC load balancing: pick_first (one connection, gRPC's default) or round_robin (a connection to
+# every address of the target, requests spread over them).
+LOAD_BALANCING = ("pick_first", "round_robin")
+KEEPALIVE_MS = 30_000
 
 
 # --- retries ------------------------------------------------------------------------------------
@@ -293,14 +297,27 @@ class GrpcTransport(Transport):
 
     kind = "grpc"
 
-    def __init__(self, target: str, model_name: str, *, credentials=None, **options):
+    def __init__(self, target: str, model_name: str, *, credentials=None, load_balancing: str = "pick_first",
+                 **options):
         super().__init__(target, model_name, **options)
         import grpc
 
         from dfdetect.wire.services import PredictionServiceStub
 
+        if load_balancing not in LOAD_BALANCING:
+            raise ClientError("INVALID_ARGUMENT", f"load_balancing must be one of {', '.join(LOAD_BALANCING)}, "
+                                                  f"got {load_balancing!r}")
+        self.load_balancing = load_balancing
         channel_options = [("grpc.max_send_message_length", -1),
-                           ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)]
+                           ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
+                           # round_robin: one connection to every address the target resolves to
+                           # (dns:///a headless Service name: every pod), requests spread over them.
+                           ("grpc.service_config", json.dumps({"loadBalancingConfig": [{load_balancing: {}}]})),
+                           # Pings keep idle connections alive through proxies and find dead peers;
+                           # a peer's GOAWAY or loss makes the channel resolve the name again (new
+                           # pods join when servers cap their connections' age).
+                           ("grpc.keepalive_time_ms", KEEPALIVE_MS), ("grpc.keepalive_timeout_ms", 10_000),
+                           ("grpc.dns_min_time_between_resolutions_ms", 5_000)]
         self.channel = (grpc.secure_channel(target, credentials, channel_options) if credentials is not None
                         else grpc.insecure_channel(target, channel_options))
         self.stub = PredictionServiceStub(self.channel)

@@ -901,3 +901,44 @@ def test_cli_table_marks_low_evidence_and_shows_each_person(server, people_serve
          str(PEOPLE_FRAMES), "0", str(PEOPLE_FRAMES - 1)) for t in result.tracks]
     assert sorted(m.group(2) for m in people) == ["fake", "real"]
     assert lines[4].startswith("1 input: 1 fake, 0 real")
+
+
+def _served(server) -> float:
+    """Predict requests a local server answered OK."""
+    return server.metrics.registry.get_sample_value(
+        "dfdetect_serving_requests_total",
+        {"model": "deepfake", "signature": "serving_default", "api": "grpc", "status": "OK"}) or 0.0
+
+
+def test_round_robin_spreads_requests_over_every_server_and_survives_one_stopping(tiny_export):
+    """Three model servers behind one target (an ipv4: address list, as a headless Service's name
+    resolves to its pods): round_robin spreads 300 requests over all three, and a server that
+    stops mid-run costs no request (its drain refuses new calls; the channel moves on)."""
+    _, repository, _ = tiny_export
+    servers = [start_server(model_base_path=str(repository / "deepfake"), rest_api_port=-1) for _ in range(3)]
+    try:
+        target = "ipv4:" + ",".join(f"127.0.0.1:{s.grpc_port}" for s in servers)
+        with DeepfakeClient(target, load_balancing="round_robin", threshold=0.5) as client:
+            crops = np.zeros((1, client.crop_size, client.crop_size, 3), np.uint8)
+            for _ in range(300):
+                client.transport.predict_pixels(crops)
+            counts = [_served(s) for s in servers]
+            assert sum(counts) == 300 and min(counts) >= 75, counts
+            failures = []
+            for i in range(300):
+                if i == 100:
+                    stopping = threading.Thread(target=servers[0].stop)
+                    stopping.start()
+                try:
+                    client.transport.predict_pixels(crops)
+                except ClientError as e:
+                    failures.append(e)
+            stopping.join(60)
+            assert failures == [], failures[:3]
+            rest = [_served(s) - c for s, c in zip(servers[1:], counts[1:])]
+            assert sum(rest) >= 200 and min(rest) >= 75, rest
+        with pytest.raises(ClientError, match="load_balancing must be one of pick_first, round_robin"):
+            DeepfakeClient(target, load_balancing="random", threshold=0.5)
+    finally:
+        for s in servers:
+            s.stop()

@@ -532,12 +532,18 @@ def test_web_front_listens_on_the_web_port_and_calls_the_serving_service_over_gr
     assert settings.port == DEFAULT_WEB_PORT
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": settings.port}
 
-    # The model server: the serving Service (in the web pod's namespace), on its gRPC port.
-    host, port = settings.server.rsplit(":", 1)
+    # The model server: the headless serving Service (in the web pod's namespace), on its gRPC
+    # port, resolved by DNS to every pod, with requests spread over them (round_robin).
+    assert settings.server.startswith("dns:///") and settings.load_balancing == "round_robin"
+    host, port = settings.server.removeprefix("dns:///").rsplit(":", 1)
     service = find(objects, "Service", host)
     assert service["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert service["spec"]["clusterIP"] == "None", "headless: its name resolves to the pods themselves"
     serving_deployment, _, server = serving(objects)
     assert service["spec"]["selector"].items() <= spec_labels(serving_deployment).items()
+    # Connections end (GOAWAY after their maximum age), so round_robin clients resolve again and
+    # pods the autoscaler adds get traffic.
+    assert "grpc.max_connection_age_ms=" in flag(server["args"], "grpc_channel_arguments")
     (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
     assert service_port["name"] == "grpc" and port_number(server, service_port["targetPort"]) == GRPC_PORT
     assert settings.model_name in model_names()

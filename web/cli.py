@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 _HELP = {
     "host": "address to listen on (0.0.0.0 to accept connections from other machines)",
     "port": "HTTP port of the page and the API",
-    "server": "model server's gRPC address, HOST:PORT",
+    "server": "model server's gRPC address, HOST:PORT (or dns:///NAME:PORT with --load-balancing round_robin)",
+    "load_balancing": "gRPC load balancing: pick_first (one connection) or round_robin (requests spread over every "
+                      "address the server name resolves to: every pod behind a headless Service)",
     "model_name": "served model name",
     "model_card": "model card JSON, its version folder or the model's folder of versions (its calibrated "
                   "threshold decides); default: the answering version's card in --model-repository",

@@ -23,6 +23,7 @@ class WebSettings:
     host: str = "127.0.0.1"                   # address to listen on (0.0.0.0 in a container)
     port: int = DEFAULT_WEB_PORT               # HTTP port of the page and the API
     server: str = f"localhost:{GRPC_PORT}"    # model server's gRPC address
+    load_balancing: str = "pick_first"          # round_robin: requests spread over every address of the server name
     model_name: str = DEFAULT_MODEL_NAME       # served model name
     model_card: str | None = None              # model card (file, version folder or model folder)
     model_repository: str | None = "model_repository"  # local repository to find the answering version's card
@@ -44,6 +45,8 @@ class WebSettings:
         problems = []
         if not 0 < self.port < 65536:
             problems.append(f"port must be in 1..65535, got {self.port}")
+        if self.load_balancing not in ("pick_first", "round_robin"):
+            problems.append(f"load_balancing must be pick_first or round_robin, got {self.load_balancing!r}")
         if self.max_upload_mb <= 0:
             problems.append(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
         if self.max_concurrent < 1:
