@@ -63,6 +63,8 @@ help: ## list targets and variables
 	@echo "                    repository's model takes another size; empty: the repository's model as it is)"
 	@echo "  SERVER_ARGS=...   more server flags, e.g. '--enable_batching --batching_parameters_file=serving/batching.config'"
 	@echo "  OVERLAY=gpu       Kubernetes overlay for TARGET=k8s and k8s-validate: gpu or cpu"
+	@echo "  IMAGE=            TARGET=k8s train/export: the project image in your registry"
+	@echo "  K8S_MODEL_REPOSITORY=  TARGET=k8s export: where the Job publishes versions (default /models, the models volume)"
 	@echo "  USERS=16 SPAWN_RATE=8 DURATION=30s  'make loadtest' shape; reports go to REPORTS=reports"
 	@echo "  LOCUST_ARGS=...   more locust options for 'make loadtest', e.g. '--max-p95-ms 500 --batch-size 16'"
 	@echo "  WEB_PORT=8080     port of the web page ('make web', 'make deploy'; 0: deploy without it)"
@@ -89,14 +91,22 @@ install-client: ## the thin client alone in CLIENT_VENV (no TensorFlow): the lib
 prepare: install ## frames -> MTCNN face crops -> leak-free TFRecord splits (demo data if no DATA)
 	$(BIN)/dfdetect prepare $(if $(DATA),--data $(DATA)) $(if $(PREPARED),--out $(PREPARED)) $(PREPARE_ARGS)
 
-train: install ## train PRESET (prepares the demo data first if needed), calibrate, evaluate, print metrics
+train: install ## train PRESET (prepares the demo data first if needed), calibrate, evaluate, print metrics (TARGET=k8s: the training Job)
+ifeq ($(TARGET),k8s)
+	$(BIN)/python k8s/jobs.py run train $(if $(IMAGE),--image $(IMAGE))
+else
 	$(BIN)/dfdetect train --preset $(PRESET) $(if $(CONFIG),--config $(CONFIG)) $(TRAIN_ARGS)
+endif
 
 evaluate: install ## re-evaluate a run (RUN=dir, default the latest): metrics.json, ROC plots
 	$(BIN)/dfdetect evaluate $(if $(RUN),--run $(RUN))
 
-export: install ## publish the latest run as the next model version (+ verified ONNX twin)
+export: install ## publish the latest run as the next model version (+ verified ONNX twin) (TARGET=k8s: the export Job)
+ifeq ($(TARGET),k8s)
+	$(BIN)/python k8s/jobs.py run export $(if $(IMAGE),--image $(IMAGE)) $(if $(K8S_MODEL_REPOSITORY),--model-repository $(K8S_MODEL_REPOSITORY))
+else
 	$(BIN)/dfdetect export --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) $(if $(RUN),--run $(RUN)) $(EXPORT_ARGS)
+endif
 
 deploy: install ## start serving MODEL_REPOSITORY (TARGET=local: background server on :8500/:8501; TARGET=k8s: kubectl apply -k OVERLAY)
 ifeq ($(TARGET),local)

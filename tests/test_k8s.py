@@ -995,3 +995,68 @@ def test_deploy_applies_the_overlay_and_waits_for_serving_then_the_web_front(ren
     assert result.returncode == 1
     assert f"the rollout of {WEB_NAME} did not finish" in result.stderr
     assert f"logs -l app.kubernetes.io/name={WEB_NAME}" in result.stderr
+
+
+FAKE_CLUSTER_KUBECTL = r"""#!/bin/bash
+# A stand-in kubectl for the whole train -> export -> deploy sequence: renders with the real one,
+# records what is applied, reports Jobs complete (or $FAIL_JOB failed) and rollouts done.
+printf '%s\n' "$*" >> "$KUBECTL_LOG"
+case "$*" in
+  "config current-context") echo test-cluster ;;
+  *"get --raw /version") echo '{"gitVersion": "v1.32.0"}' ;;
+  kustomize\ *) exec "$REAL_KUBECTL" "$@" ;;
+  "delete job "*) ;;
+  apply\ *) n=$(ls "$KUBECTL_APPLIED" | wc -l); cp "${@: -1}" "$KUBECTL_APPLIED/$n.yaml" ;;
+  "get job $FAIL_JOB "*) echo '{"status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}' ;;
+  "get job "*) echo '{"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}' ;;
+  "logs "*) printf '[pod/%s-x/train] epoch 3/20\n[pod/%s-x/train] RuntimeError: out of memory\n' "$FAIL_JOB" "$FAIL_JOB" ;;
+  *"rollout status deployment/"*) echo "successfully rolled out" ;;
+  *) echo "kubectl (test): unexpected call: $*" >&2; exit 3 ;;
+esac
+"""
+
+
+def test_train_export_deploy_runs_in_the_cluster_step_by_step(tmp_path):
+    """`make train export deploy TARGET=k8s` against a stand-in kubectl: the training Job, then
+    the export Job (the image and the model repository as variables), then the rollout; a failed
+    Job stops the sequence with its pods' log tail."""
+    _require_kubectl()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_CLUSTER_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+
+    def make(fail_job: str):
+        log, applied = tmp_path / f"log-{fail_job}", tmp_path / f"applied-{fail_job}"
+        applied.mkdir()
+        env = {"PATH": f"{bin_dir}:{ROOT / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path),
+               "KUBECONFIG": str(tmp_path / "kubeconfig"), "REAL_KUBECTL": shutil.which("kubectl"),
+               "KUBECTL_LOG": str(log), "KUBECTL_APPLIED": str(applied), "FAIL_JOB": fail_job}
+        result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "train", "export", "deploy",
+                                 "TARGET=k8s", "OVERLAY=cpu", "IMAGE=registry.example/dfdetect:9",
+                                 "K8S_MODEL_REPOSITORY=/models/repo"], capture_output=True, text=True, env=env,
+                                timeout=300)
+        docs = [[o for o in yaml.safe_load_all(p.read_text()) if o]
+                for p in sorted(applied.glob("*.yaml"), key=lambda p: int(p.stem))]
+        return result, log.read_text().splitlines(), docs
+
+    result, calls, applied = make(fail_job="none")
+    assert result.returncode == 0, result.stderr
+    jobs = [[o for o in doc if o["kind"] == "Job"] for doc in applied[:2]]
+    assert [j[0]["metadata"]["name"] for j in jobs] == ["dfdetect-train", "dfdetect-export"]
+    for (job,) in jobs:
+        assert {c["image"] for c in job["spec"]["template"]["spec"]["containers"]} == {"registry.example/dfdetect:9"}
+    (export_container,) = jobs[1][0]["spec"]["template"]["spec"]["containers"]
+    assert "--model-repository=/models/repo" in export_container["args"]
+    assert any(o["kind"] == "Deployment" and o["metadata"]["name"] == SERVING_NAME for o in applied[2])
+    steps = [c.split()[0] + " " + c.split()[1] for c in calls if c.startswith(("delete job", "get job"))]
+    assert steps == ["delete job", "get job", "delete job", "get job"], calls  # each waits for its Job
+    assert calls.index(next(c for c in calls if "get job dfdetect-train" in c)) < \
+        calls.index(next(c for c in calls if "delete job dfdetect-export" in c)), "export starts after training"
+    assert any("rollout status deployment/" in c for c in calls)
+
+    result, calls, applied = make(fail_job="dfdetect-train")
+    assert result.returncode != 0
+    assert "job dfdetect/dfdetect-train failed: Job has reached the specified backoff limit" in result.stderr
+    assert "RuntimeError: out of memory" in result.stderr, "the failing pod's log tail"
+    assert len(applied) == 1 and not any("dfdetect-export" in c for c in calls), "nothing after the failed step"
