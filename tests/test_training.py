@@ -154,3 +154,18 @@ def test_self_blended_pseudo_fakes_from_real_crops(tmp_path):
     # The blends are not the originals: each output differs from every original crop.
     diffs = np.abs(images.numpy()[:, None].astype(int) - originals[None].astype(int)).mean(axis=(2, 3, 4))
     assert (diffs.min(axis=1) > 0.5).sum() >= 8
+
+
+def test_multi_worker_training_is_refused_with_the_reason(separable, tmp_path, monkeypatch):
+    """Keras 3's fit cannot train under MultiWorkerMirroredStrategy (measured: it fails converting
+    the per-replica batches): several workers in TF_CONFIG are refused before anything starts."""
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(BadInputError, match="multi-worker training is not supported.*keras-team/keras#20585"):
+        train(tiny_config(separable, tmp_path))
+    assert not (tmp_path / "LATEST").exists()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    from dfdetect.training.train import refuse_multi_worker
+
+    refuse_multi_worker()  # one worker is one machine: fine

@@ -35,16 +35,24 @@ LATEST = "LATEST"
 CHECKPOINT = "best.keras"
 
 
-def choose_strategy():
-    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers; MirroredStrategy over
-    the GPUs of one machine; the default strategy otherwise (CPU, or one GPU)."""
-    import tensorflow as tf
-
+def refuse_multi_worker() -> None:
+    """Several workers in TF_CONFIG: refused with the reason. Keras 3's model.fit cannot train
+    under MultiWorkerMirroredStrategy (it fails converting the per-replica batches,
+    keras-team/keras#20585, open), so such a run would only crash after its setup."""
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     workers = tf_config.get("cluster", {}).get("worker", [])
     if len(workers) > 1:
-        log.info("multi-worker training: %d workers (TF_CONFIG)", len(workers))
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        raise BadInputError(f"TF_CONFIG names {len(workers)} workers, but multi-worker training is not supported: "
+                            "Keras 3's model.fit cannot run under MultiWorkerMirroredStrategy "
+                            "(keras-team/keras#20585). Train on one node (MirroredStrategy over its GPUs: "
+                            "k8s/jobs/train)")
+
+
+def choose_strategy():
+    """MirroredStrategy over the GPUs of one machine; the default strategy otherwise (CPU, or one
+    GPU). (Several machines: see refuse_multi_worker.)"""
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         log.info("mirrored training over %d GPUs", len(gpus))
@@ -122,6 +130,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
     from dfdetect.training.plots import plot_history
 
     config.validate()
+    refuse_multi_worker()
     # The saved config must find the data from anywhere (export, evaluate, other folders).
     config.data.prepared = str(Path(config.data.prepared).resolve())
     manifest = data.load_manifest(config.data.prepared)
