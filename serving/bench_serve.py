@@ -54,7 +54,7 @@ p50. It prints figures and never fails on them.
     python -m dfdetect.serving.bench_serve [--model-repository model_repository]
         [--model-name deepfake] [--backend tf|onnx] [--seconds 3] [--warmup 3]
         [--concurrency 1,4,8,16,32] [--rest-concurrency 1,8] [--unbatched-concurrency 1,8]
-        [--max-batch-size 32] [--batch-timeout-micros 5000] [--num-batch-threads 1]
+        [--max-batch-size 32] [--batch-timeout-micros 5000] [--num-batch-threads CORES]
         [--max-enqueued-batches 1000] [--runs-dir runs] [--crop-size S]
 """
 
@@ -463,8 +463,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="batching: batch_timeout_micros (5000: long enough for every client answered by one "
                              "batch to send its next request before the next batch closes, short next to a "
                              "batch's compute on a CPU)")
-    parser.add_argument("--num-batch-threads", type=int, default=1,
-                        help="batching: num_batch_threads (1: the model call itself uses every core)")
+    parser.add_argument("--num-batch-threads", type=int, default=os.cpu_count() or 1,
+                        help="batching: num_batch_threads (default: the cores; measured at 96 px on 2 cores, "
+                             "two batch-8 calls at once make 255 images/s where one makes 168: a small "
+                             "batch leaves cores idle)")
     parser.add_argument("--max-enqueued-batches", type=int, default=1000,
                         help="batching: max_enqueued_batches (1000)")
     args = parser.parse_args(argv)
