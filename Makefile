@@ -140,9 +140,9 @@ bench-train: install ## input pipeline vs training step throughput (pipeline mus
 bench-export: install ## export time, SavedModel/ONNX sizes, TensorFlow vs onnxruntime throughput
 	$(BIN)/python -m dfdetect.export.bench_export $(if $(RUN),--run $(RUN))
 
-bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on)
+bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on); SERVE_MATRIX=1: 96/224 px x tf/onnx x 1/16/32 clients in one table
 	$(BIN)/python -m dfdetect.serving.bench_serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND) \
-		$(if $(SERVE_CROP),--crop-size $(SERVE_CROP))
+		$(if $(SERVE_CROP),--crop-size $(SERVE_CROP)) $(if $(SERVE_MATRIX),--matrix)
 
 bench-client: install ## seconds per 10 s 1080p video (decode/detection/RPC) vs the naive pipeline and the mtcnn package; request bytes per face
 	$(BIN)/python -m dfdetect.client.bench_client
