@@ -38,6 +38,16 @@ HTTP_STATUS = {
     "DATA_LOSS": 500,
 }
 
+# What a front for people (the web page) answers when the model server gives a status: problems
+# with the upload are 4xx; problems reaching or using the model server are 5xx (the person can do
+# nothing about them but retry). Any other status the server gives (unknown model, contract
+# broken) is GATEWAY_DEFAULT.
+GATEWAY_STATUS = {
+    "INVALID_ARGUMENT": 422, "OUT_OF_RANGE": 422, "DATA_LOSS": 422,
+    "RESOURCE_EXHAUSTED": 503, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
+}
+GATEWAY_DEFAULT = 502
+
 # What a proxy in front of a server answers, read as the status it stands for.
 _PROXY_STATUS = {502: "UNAVAILABLE", 503: "UNAVAILABLE", 413: "RESOURCE_EXHAUSTED"}
 # Where several names share an HTTP status, the one an answer of that status is read as.

@@ -29,6 +29,7 @@ def test_wheel_holds_only_the_dfdetect_import_root(wheel):
     assert "dfdetect/faces/frames.py" in names  # the shared face pipeline, inside the dfdetect folder
     # The wire protos, compiled by the build (setup.py) and shipped with their sources.
     assert {"dfdetect/wire/apis_pb2.py", "dfdetect/wire/tensor_pb2.py", "dfdetect/wire/apis.proto"} <= set(names)
+    assert "dfdetect/py.typed" in names  # type checkers read the package's annotations
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "dfdetect = dfdetect.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

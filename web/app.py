@@ -14,8 +14,8 @@ It is never served back nor kept: the only thing derived from it that leaves the
 result, with small face thumbnails when asked for.
 
 Errors answer ``{"error": {"status": ..., "message": ...}}`` (the client's vocabulary of gRPC
-status names) with an HTTP status from :data:`HTTP_STATUS`: the person's file is the problem ->
-4xx; the model server is -> 5xx.
+status names) with an HTTP status from ``dfdetect.status.GATEWAY_STATUS``: the person's file is
+the problem -> 4xx; the model server is -> 5xx.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dfdetect import __version__
 from dfdetect.client.errors import ClientError
 from dfdetect.faces.crops import encode_jpeg
+from dfdetect.status import GATEWAY_DEFAULT, GATEWAY_STATUS
 from dfdetect.web.media import HEAD_BYTES, sniff
 from dfdetect.web.settings import MB, WebSettings
 
@@ -55,13 +56,6 @@ THUMBNAIL_QUALITY = 85
 COPY_CHUNK = 1024 * 1024
 READY_SECONDS = 2.0  # /readyz answers within this, whatever the client's retries take (probe timeout: 5 s)
 
-# The client's status names -> HTTP. Problems with the upload are 4xx; problems reaching or using
-# the model server are 5xx (the person can do nothing about them but retry).
-HTTP_STATUS = {
-    "INVALID_ARGUMENT": 422, "OUT_OF_RANGE": 422, "DATA_LOSS": 422,
-    "RESOURCE_EXHAUSTED": 503, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
-}
-UPSTREAM_STATUS = 502  # anything else the model server answered (unknown model, contract broken)
 UNSUPPORTED_MEDIA = 415
 
 
@@ -137,7 +131,7 @@ def public_message(message: str, server: str = "") -> str:
 
 
 def client_error_response(error: ClientError, server: str = "") -> JSONResponse:
-    http_status = HTTP_STATUS.get(error.status, UPSTREAM_STATUS)
+    http_status = GATEWAY_STATUS.get(error.status, GATEWAY_DEFAULT)
     return error_response(http_status, error.status, public_message(error.message, server))
 
 
