@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 MB = 1024 * 1024
@@ -62,16 +60,9 @@ def memory(pid: int) -> tuple[float, float]:
 
 
 def raw_http(port: int, data: bytes, wait: float = 2.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(data)
-        s.settimeout(wait)
-        out = b""
-        try:
-            while chunk := s.recv(65536):
-                out += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-        return out
+    from dfdetect.bench import http_exchange
+
+    return http_exchange(port, data, wait)
 
 
 def first_status(raw: bytes) -> str:
@@ -104,11 +95,6 @@ def grpc_case(stub, signature: str, alias: str, proto) -> str:
         return f"({size} B) {e.code().name}: {e.details()[:70]}"
 
 
-def png_header(width: int, height: int) -> bytes:
-    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hostile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--drain-seconds", type=float, default=30.0, help="the server's --drain_seconds")
@@ -120,7 +106,7 @@ def run(args) -> int:
     from tensorflow.core.framework import types_pb2
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from dfdetect.bench import free_port
+    from dfdetect.bench import free_port, png_header
 
     with tempfile.TemporaryDirectory(prefix="dfdetect-bench-hostile-") as tmp:
         build_model(Path(tmp) / "deepfake" / "1")

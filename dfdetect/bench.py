@@ -7,6 +7,8 @@ import argparse
 import logging
 import math
 import socket
+import time
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -88,6 +90,41 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def http_exchange(port: int, data: bytes, wait: float = 1.0, pause: float = 0.0) -> bytes:
+    """Raw bytes to an HTTP server on loopback (``pause`` s between bytes: a slow client), then
+    everything it sends back within ``wait`` s or until it closes (hostile-input checks)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        if pause:
+            for b in data:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    break
+                time.sleep(pause)
+        else:
+            s.sendall(data)
+        s.settimeout(wait)
+        received = b""
+        try:
+            while chunk := s.recv(65536):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return received
+
+
+def http_statuses(raw: bytes) -> list[int]:
+    """The status codes of the HTTP/1.1 answers in raw bytes, in order."""
+    return [int(line.split()[1]) for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The first bytes of a PNG declaring width x height, with no pixel data: an image bomb's
+    header, never decodable."""
+    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
 
 
 def locate_face(detector: FaceDetector, photo: np.ndarray) -> tuple[int, int, int, int]:

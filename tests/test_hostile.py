@@ -5,15 +5,12 @@ a few MB here; the same checks run at any size (make bench-hostile runs them at 
 from __future__ import annotations
 
 import base64
-import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import grpc
@@ -25,7 +22,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from conftest import start_server
-from dfdetect.bench import free_port
+from dfdetect.bench import free_port, http_exchange as exchange, http_statuses as statuses, png_header
 from test_serving import grpc_error, predict_request, rest, stubs
 
 
@@ -82,12 +79,6 @@ def predict_proto(alias="images", signature="", **proto_fields):
     request.model_spec.signature_name = signature
     request.inputs[alias].CopyFrom(declared(**proto_fields))
     return request
-
-
-def png_header(width: int, height: int) -> bytes:
-    """The first bytes of a PNG declaring width x height (no pixel data: never decoded)."""
-    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
 
 
 def test_declared_tensors_are_refused_before_anything_is_allocated(hostile):
@@ -148,33 +139,6 @@ def test_image_bombs_are_refused_from_their_headers(hostile):
 
 
 # --- HTTP -------------------------------------------------------------------------------------------
-
-def exchange(port: int, data: bytes, wait: float = 1.0, pause: float = 0.0) -> bytes:
-    """Send raw bytes (``pause`` s between bytes when trickling), read for ``wait`` s or until
-    the server closes; everything the server sent."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        if pause:
-            for b in data:
-                try:
-                    s.sendall(bytes([b]))
-                except OSError:
-                    break
-                time.sleep(pause)
-        else:
-            s.sendall(data)
-        s.settimeout(wait)
-        received = b""
-        try:
-            while chunk := s.recv(65536):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-        return received
-
-
-def statuses(raw: bytes) -> list[int]:
-    return [int(line.split()[1]) for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
-
 
 def test_http_requests_cannot_desync_or_hold_the_server(hostile):
     port = hostile.rest_port

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import blank_frames, face_frames, start_server
+from dfdetect.bench import png_header
 from dfdetect.client.client import DeepfakeClient
 from dfdetect.faces.frames import write_video
 from dfdetect.samples import footage
@@ -391,8 +392,6 @@ def test_a_stalled_upload_is_cut_off_and_frees_its_place(model_server, model, me
 
 
 def test_an_image_bomb_is_refused_before_it_is_decoded(http, tmp_path):
-    from test_hostile import png_header
-
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header(16000, 16000) + b"\x00" * 4096)
     response = upload(http, bomb)
