@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from dfdetect.serving.backends import Signature, TensorSpec, shape_mismatch
 from dfdetect.serving.errors import Code, ServingError, invalid
-from dfdetect.serving.limits import RequestLimits
+from dfdetect.serving.limits import RequestLimits, wrong_dtype
 from dfdetect.serving.models import LoadedVersion, ModelManager, VersionState, settings_from_config
 from dfdetect.serving.tensors import tensor_to_array
 
@@ -47,8 +47,7 @@ def check_input(spec: TensorSpec, value: np.ndarray, shape: bool = True) -> np.n
     else:
         if value.dtype != np.dtype(expected.as_numpy_dtype):
             actual = tf.dtypes.as_dtype(value.dtype).name if value.dtype.kind != "O" else "object"
-            raise invalid(f"Expected input {spec.alias} to be of type {expected.name} "
-                          f"(DT_{expected.name.upper()}), got {actual}")
+            raise wrong_dtype(spec.alias, expected, actual)
     mismatch = shape_mismatch(spec, value) if shape else None
     if mismatch:
         raise invalid(mismatch)

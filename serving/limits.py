@@ -38,6 +38,11 @@ _FIELDS = {
 _PER_ELEMENT = {tf.complex64: 2, tf.complex128: 2}  # values per element in the typed field
 
 
+def wrong_dtype(alias: str, expected: tf.DType, got: str):
+    """The refusal of an input whose dtype is not the signature's (one wording for every path)."""
+    return invalid(f"Expected input {alias} to be of type {expected.name} (DT_{expected.name.upper()}), got {got}")
+
+
 @dataclass(frozen=True)
 class RequestLimits:
     max_batch: int = DEFAULT_MAX_BATCH
@@ -62,8 +67,7 @@ class RequestLimits:
                 got = tf.dtypes.as_dtype(proto.dtype).name
             except TypeError:
                 got = f"an unknown dtype ({proto.dtype})"
-            raise invalid(f"Expected input {alias} to be of type {expected.name} "
-                          f"(DT_{expected.name.upper()}), got {got}")
+            raise wrong_dtype(alias, expected, got)
         if proto.tensor_shape.unknown_rank:
             raise invalid(f"tensor parsing error: {alias} (its shape has an unknown rank)")
         dims = [d.size for d in proto.tensor_shape.dim]

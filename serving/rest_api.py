@@ -112,12 +112,11 @@ def _to_array(value, spec, where: str, booleans: bool = True) -> np.ndarray:
         raise invalid(f"{where}: cannot read the values as {dtype.name} ({e})") from None
 
 
-def parse_predict_body(body: bytes, signature_of, max_batch: int | None = None
-                       ) -> tuple[str, dict[str, np.ndarray], bool]:
+def parse_predict_body(body: bytes, signature_of, limits=None) -> tuple[str, dict[str, np.ndarray], bool]:
     """(signature name, inputs, row format?) of a predict request body.
 
-    ``signature_of(name)`` returns the Signature the inputs are read against; more than
-    ``max_batch`` instances are refused before any is converted.
+    ``signature_of(name)`` returns the Signature the inputs are read against; more instances
+    than ``limits`` (RequestLimits) allow are refused before any is converted.
     """
     if not body.strip():
         raise invalid("JSON Parse error: The document is empty")
@@ -148,9 +147,8 @@ def parse_predict_body(body: bytes, signature_of, max_batch: int | None = None
             raise invalid("JSON Value: instances Excepting 'instances' to be an list/array")
         if not instances:
             raise invalid("JSON Value: instances No values in 'instances' array")
-        if max_batch is not None and len(instances) > max_batch:
-            raise invalid(f"Task size {len(instances)} is larger than maximum input batch size {max_batch} "
-                          "(instances; --max_request_batch_size)")
+        if limits is not None:
+            limits.check_batch("instances", len(instances))
         if len(aliases) == 1 and not all(isinstance(i, dict) and set(i) == set(aliases) and "b64" not in i
                                          for i in instances):
             return sig.name, {aliases[0]: to_array(instances, aliases[0], "instances")}, True
@@ -330,7 +328,7 @@ class RestHandler:
             with core.manager.acquire(spec.name, spec.version, spec.label) as loaded:
                 return core.manager.signature(loaded, name)
 
-        signature, inputs, row = parse_predict_body(body, signature_of, core.limits.max_batch)
+        signature, inputs, row = parse_predict_body(body, signature_of, core.limits)
         spec.signature = signature
         result = core.predict(spec, inputs, api="rest")
         return _json(200, render_outputs(result.outputs, row))

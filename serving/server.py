@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from dfdetect.contract import GRPC_PORT, REST_PORT
 from dfdetect.errors import BadInputError
+from dfdetect.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ def _flag_bool(text: str) -> bool:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
+
+# Our limits' defaults (the flags' and ServerOptions'); rest_api and limits take them as given.
+REST_MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_REQUEST_TENSOR_BYTES = 512 * 1024 * 1024
 
 # tensorflow_model_server's flags that change nothing here, with TensorFlow Serving's defaults:
 # accepted (arguments copied from a TensorFlow Serving deployment keep working), and named in one
@@ -67,7 +72,7 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     flag("rest_api_timeout_in_ms", type=int, default=30000,
          help="REST: how long a request's body may take to arrive, and its answer (then 504 DEADLINE_EXCEEDED)")
     flag("rest_api_num_threads", type=int, default=0, help="threads that run REST requests (0: 4 per core)")
-    flag("rest_api_max_body_bytes", type=int, default=64 * 1024 * 1024,
+    flag("rest_api_max_body_bytes", type=int, default=REST_MAX_BODY_BYTES,
          help="ours: larger REST bodies are refused unread (413)")
     flag("model_name", default="default", help="name of the model (without --model_config_file)")
     flag("model_base_path", default="", help="folder holding the model's numbered versions")
@@ -99,9 +104,9 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
          help="tf: the SavedModel signatures; onnx: the version's ONNX twin with onnxruntime")
     flag("max_request_batch_size", type=int, default=0,
          help="ours: most rows one request may carry (0: the batching config's max_batch_size, else 256)")
-    flag("max_request_tensor_bytes", type=int, default=512 * 1024 * 1024,
+    flag("max_request_tensor_bytes", type=int, default=MAX_REQUEST_TENSOR_BYTES,
          help="ours: most bytes a request's tensors may take decoded (RESOURCE_EXHAUSTED over it)")
-    flag("max_image_pixels", type=int, default=40_000_000,
+    flag("max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
          help="ours: most pixels an encoded image in a request may declare (read from its header)")
     flag("drain_seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may take to finish")
 
@@ -142,9 +147,9 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     rest_api_num_threads: int = 0
     max_request_batch_size: int = 0
-    max_request_tensor_bytes: int = 512 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    rest_api_max_body_bytes: int = 64 * 1024 * 1024
+    max_request_tensor_bytes: int = MAX_REQUEST_TENSOR_BYTES
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    rest_api_max_body_bytes: int = REST_MAX_BODY_BYTES
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
     backend: str = "tf"
