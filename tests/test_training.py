@@ -156,16 +156,46 @@ def test_self_blended_pseudo_fakes_from_real_crops(tmp_path):
     assert (diffs.min(axis=1) > 0.5).sum() >= 8
 
 
-def test_multi_worker_training_is_refused_with_the_reason(separable, tmp_path, monkeypatch):
-    """Keras 3's fit cannot train under MultiWorkerMirroredStrategy (measured: it fails converting
-    the per-replica batches): several workers in TF_CONFIG are refused before anything starts."""
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-                                                "task": {"type": "worker", "index": 0}}))
-    with pytest.raises(BadInputError, match="multi-worker training is not supported.*keras-team/keras#20585"):
-        train(tiny_config(separable, tmp_path))
-    assert not (tmp_path / "LATEST").exists()
+def test_a_named_run_resumes_and_a_finished_one_is_not_trained_again(separable, tmp_path, caplog):
+    """The Kubernetes Job names its run: a restarted pod finds it; a finished run is left as is."""
+    sets = [*TINY, f"data.prepared={separable}", f"runs_dir={tmp_path}", "train.epochs=1"]
+    args = ["train", "--run-name", "train-job-7", "--no-evaluate", *[a for s in sets for a in ("--set", s)]]
+    assert main(args) == 0
+    run = tmp_path / "train-job-7"
+    assert json.loads((run / "trained.json").read_text())["epochs"] == 1
+    assert (tmp_path / "LATEST").read_text().strip() == "train-job-7"
+    history = (run / "history.csv").read_text()
+
+    caplog.clear()
+    assert main([*args, "--set", "train.epochs=3"]) == 0  # the restarted Job, with other options
+    assert "resuming it with its own config" in caplog.text and "differ in train.epochs" in caplog.text
+    assert "has finished training" in caplog.text
+    assert (run / "history.csv").read_text() == history  # not trained again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "train-job-7"]
+
+    assert main(["train", "--run-name", "../elsewhere", "--no-evaluate"]) == 2
+    assert main(["train", "--run-name", "x", "--resume", str(run)]) == 2
+
+
+def test_the_cluster_comes_from_tf_config(separable, tmp_path, monkeypatch):
+    from dfdetect.training.distributed import Cluster, cluster_from_env
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cluster_from_env() == Cluster(1, 0)
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
                                                 "task": {"type": "worker", "index": 0}}))
-    from dfdetect.training.train import refuse_multi_worker
-
-    refuse_multi_worker()  # one worker is one machine: fine
+    assert not cluster_from_env().multi_worker  # one worker is one machine
+    workers = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({**workers, "task": {"type": "worker", "index": 1}}))
+    assert cluster_from_env() == Cluster(2, 1) and not cluster_from_env().is_chief
+    monkeypatch.setenv("TF_CONFIG", json.dumps({**workers, "task": {"type": "worker", "index": 2}}))
+    with pytest.raises(BadInputError, match="names 2 workers but its task is .*index.: 2.*from 0 to 1"):
+        cluster_from_env()
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(BadInputError, match="TF_CONFIG is not the JSON object TensorFlow expects"):
+        cluster_from_env()
+    # Several workers share one run folder, so it must be named.
+    monkeypatch.setenv("TF_CONFIG", json.dumps({**workers, "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(BadInputError, match="share one run folder, so it needs a name.*--run-name"):
+        train(tiny_config(separable, tmp_path))
+    assert not (tmp_path / "LATEST").exists()

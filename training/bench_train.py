@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     import keras
 
     from dfdetect.training import data
-    from dfdetect.training.train import choose_strategy
+    from dfdetect.training.distributed import choose_strategy
 
     manifest = data.load_manifest(config.data.prepared)
     split = data.split_files(config.data.prepared, manifest, "train")

@@ -108,26 +108,58 @@ def add_train_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one field, e.g. --set model.image_size=128 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="resume an interrupted run from its last epoch")
+    p.add_argument("--run-name", metavar="NAME",
+                   help="name the run folder (runs_dir/NAME) instead of <preset>-<time>; if that run exists, "
+                        "resume it with its own config (a restarted Kubernetes Job passes its name)")
     p.add_argument("--no-evaluate", action="store_true", help="skip calibration and evaluation after training")
     p.set_defaults(handler=run_train_command)
 
 
 def run_train_command(args) -> int:
+    from dfdetect.errors import BadInputError
     from dfdetect.training.config import load_config
-    from dfdetect.training.train import load_run_config, train
+    from dfdetect.training.distributed import cluster_from_env
+    from dfdetect.training.train import load_run_config, named_run_dir, train
 
+    if args.resume and args.run_name:
+        raise BadInputError("--resume and --run-name both name the run folder: give one")
+    config = load_config(args.preset, args.config, args.set)
+    run_dir = args.resume
+    if args.run_name:
+        run_dir = named_run_dir(config.runs_dir, args.run_name)
+        if (run_dir / "config.yaml").is_file():
+            args.resume = run_dir
     if args.resume:
-        config = load_run_config(args.resume)
+        given = config
+        given.data.prepared = str(Path(given.data.prepared).resolve())  # as the run saved it
+        config = load_run_config(args.resume)  # a run resumes as it started
         config.validate()
-    else:
-        config = load_config(args.preset, args.config, args.set)
+        if args.run_name:
+            differ = _differences(given.to_dict(), config.to_dict())
+            if differ:
+                log.warning("run %s exists: resuming it with its own config, not the options given "
+                            "(they differ in %s)", args.run_name, ", ".join(differ))
     prepare_demo_if_missing(config.data.prepared)
     Path(config.runs_dir).mkdir(parents=True, exist_ok=True)
-    run_dir = train(config, run_dir=args.resume)
+    run_dir = train(config, run_dir=run_dir)
     print(f"run: {run_dir}")
+    if not cluster_from_env().is_chief:
+        return 0  # the chief evaluates
     if not args.no_evaluate:
         _evaluate_and_print(run_dir)
     return 0
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the fields where two config dicts differ."""
+    names = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            names += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            names.append(prefix + key)
+    return names
 
 
 def add_evaluate_parser(sub) -> None:

@@ -1,10 +1,13 @@
 """Training: a run folder, a distribution strategy, Keras fit with checkpoints, resume and logs.
 
-Run folder (``runs/<preset>-<time>/``)::
+Run folder (``runs/<preset>-<time>/``, or ``runs/<name>/`` for a named run)::
 
     config.yaml        the resolved config
     best.keras         the checkpoint with the lowest validation loss
-    backup/            Keras' BackupAndRestore state: an interrupted run resumes from here
+    backup/            the last epoch's state (model, optimizer, epoch): an interrupted run
+                       resumes from here
+    trained.json       written when training ends: epochs run, time taken (a finished run is
+                       not trained again when its Job restarts)
     history.csv        loss and metrics per epoch
     curves.png         training curves (loss, AUC)
     tensorboard/       TensorBoard logs
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,32 +37,8 @@ log = logging.getLogger(__name__)
 
 LATEST = "LATEST"
 CHECKPOINT = "best.keras"
-
-
-def refuse_multi_worker() -> None:
-    """Several workers in TF_CONFIG: refused with the reason. Keras 3's model.fit cannot train
-    under MultiWorkerMirroredStrategy (it fails converting the per-replica batches,
-    keras-team/keras#20585, open), so such a run would only crash after its setup."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    workers = tf_config.get("cluster", {}).get("worker", [])
-    if len(workers) > 1:
-        raise BadInputError(f"TF_CONFIG names {len(workers)} workers, but multi-worker training is not supported: "
-                            "Keras 3's model.fit cannot run under MultiWorkerMirroredStrategy "
-                            "(keras-team/keras#20585). Train on one node (MirroredStrategy over its GPUs: "
-                            "k8s/jobs/train)")
-
-
-def choose_strategy():
-    """MirroredStrategy over the GPUs of one machine; the default strategy otherwise (CPU, or one
-    GPU). (Several machines: see refuse_multi_worker.)"""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        log.info("mirrored training over %d GPUs", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    log.info("training on %s", "one GPU" if gpus else "the CPU")
-    return tf.distribute.get_strategy()
+TRAINED = "trained.json"
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
 def new_run_dir(config: RunConfig) -> Path:
@@ -70,6 +50,22 @@ def new_run_dir(config: RunConfig) -> Path:
         run_dir = base.with_name(f"{base.name}-{n}")
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+def named_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """The folder of a run named by its caller (a Kubernetes Job names it after itself, so a
+    restarted pod finds the run it was in)."""
+    if not RUN_NAME.fullmatch(name):
+        raise BadInputError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 128), "
+                            "not starting with '.'")
+    return Path(runs_dir) / name
+
+
+def write_run_config(run_dir: Path, config: RunConfig) -> None:
+    """config.yaml, written whole or not at all (other workers may be reading the folder)."""
+    tmp = run_dir / ".config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, run_dir / "config.yaml")
 
 
 def latest_run(runs_dir: str | Path = "runs") -> Path:
@@ -124,13 +120,19 @@ def build_compiled_model(config: RunConfig, strategy):
 
 
 def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) -> Path:
-    """Train a model; returns the run folder. With ``run_dir`` of an interrupted run, resume it.
-    ``callbacks`` are added to the product's own (checkpoints, early stopping, logs)."""
+    """Train a model; returns the run folder. ``run_dir``: an interrupted run to resume, or a
+    folder to start the run in (a named run). ``callbacks`` are added to the product's own
+    (checkpoints, early stopping, logs). When TF_CONFIG names several workers they train together
+    (``training.distributed``) and worker 0 alone writes the run folder."""
     from dfdetect.training import data
+    from dfdetect.training.distributed import choose_strategy, cluster_from_env, fit_across_workers
     from dfdetect.training.plots import plot_history
 
     config.validate()
-    refuse_multi_worker()
+    cluster = cluster_from_env()
+    if cluster.multi_worker and run_dir is None:
+        raise BadInputError(f"TF_CONFIG names {cluster.workers} workers: they share one run folder, so it needs "
+                            "a name (`dfdetect train --run-name NAME`; the Kubernetes Job passes its own name)")
     # The saved config must find the data from anywhere (export, evaluate, other folders).
     config.data.prepared = str(Path(config.data.prepared).resolve())
     manifest = data.load_manifest(config.data.prepared)
@@ -139,16 +141,25 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
 
     if run_dir is None:
         run_dir = new_run_dir(config)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_run_config(run_dir, config)
     else:
         run_dir = Path(run_dir)
-        log.info("resuming %s", run_dir)
-    tmp = Path(config.runs_dir) / f".{LATEST}.tmp"
-    tmp.write_text(run_dir.name)
-    os.replace(tmp, Path(config.runs_dir) / LATEST)
+        if (run_dir / TRAINED).is_file():
+            log.info("%s has finished training (%s): nothing to resume", run_dir, (run_dir / TRAINED).read_text().strip())
+            return run_dir
+        if (run_dir / "config.yaml").is_file():
+            log.info("resuming %s", run_dir)
+        elif cluster.is_chief:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_run_config(run_dir, config)
+            log.info("new run %s", run_dir)
+    if cluster.is_chief:
+        tmp = Path(config.runs_dir) / f".{LATEST}.tmp"
+        tmp.write_text(run_dir.name)
+        os.replace(tmp, Path(config.runs_dir) / LATEST)
 
     keras.utils.set_random_seed(config.train.seed)
-    strategy = choose_strategy()
+    strategy = choose_strategy(cluster)
     balance = config.data.balance
     weights = data.class_weights(train_split.faces) if balance == "class_weight" else None
     log.info("train: %d faces (%d real, %d fake); val: %d faces; balance: %s%s", train_split.total,
@@ -164,23 +175,36 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
     steps = config.train.steps_per_epoch or max(1, -(-train_split.total // config.data.batch_size))
 
     model = build_compiled_model(config, strategy)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+    writers = [  # into the run folder: the chief's alone
         keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT), monitor="val_loss", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
-                                      restore_best_weights=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
-        keras.callbacks.TerminateOnNaN(),
         EpochProgress(config.train.epochs),
+    ] if cluster.is_chief else []
+    product = [
+        *writers,
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.TerminateOnNaN(),
         *callbacks,  # after the product's: an epoch is saved and logged before they see it
     ]
     started = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, steps_per_epoch=steps,
-              class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)  # the data shuffles itself
-    log.info("training took %.1f s", time.perf_counter() - started)
+    if cluster.multi_worker:
+        fit_across_workers(model, strategy, cluster, run_dir, train_ds, val_ds, epochs=config.train.epochs,
+                           steps=steps, class_weight=weights, callbacks=product)
+    else:
+        model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, steps_per_epoch=steps,
+                  class_weight=weights, shuffle=False, verbose=0,  # the data shuffles itself
+                  callbacks=[keras.callbacks.BackupAndRestore(str(run_dir / "backup")), *product])
+    seconds = time.perf_counter() - started
+    log.info("training took %.1f s", seconds)
+    if not cluster.is_chief:
+        return run_dir
     if not (run_dir / CHECKPOINT).is_file():
         raise RuntimeError(f"training wrote no checkpoint into {run_dir}")
+    epochs_run = len((run_dir / "history.csv").read_text().splitlines()) - 1
+    (run_dir / TRAINED).write_text(json.dumps({"epochs": epochs_run, "of_at_most": config.train.epochs,
+                                               "last_session_seconds": round(seconds, 1)}) + "\n")
     plot_history(run_dir / "history.csv", run_dir / "curves.png")
     log.info("best checkpoint %s; curves %s", run_dir / CHECKPOINT, run_dir / "curves.png")
     return run_dir
