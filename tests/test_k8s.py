@@ -776,6 +776,38 @@ def _train_config(args):
     return load_config(parsed.preset, parsed.config, parsed.set)
 
 
+JOB_UID = "0b6c1a7e-3f51-4a4e-9d38-1c2f5e0f7a21"
+
+
+def _pod_variables(job, index=0):
+    """What Kubernetes expands $(VAR) to in the pod of one completion index of a Job."""
+    return {"JOB_COMPLETION_INDEX": index, "JOB_NAME": job["metadata"]["name"], "JOB_UID": JOB_UID}
+
+
+def _run_name(job, c, index=0):
+    """The run folder name a training pod passes: the Job's name and UID, read from the labels
+    Kubernetes puts on the Job's pods (the same for a restarted pod, new for a new Job)."""
+    from dfdetect.training.train import named_run_dir
+
+    variables = _env(c)
+    assert variables["JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['batch.kubernetes.io/job-name']"
+    assert variables["JOB_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['batch.kubernetes.io/controller-uid']"
+    (arg,) = [a for a in c["args"] if a.startswith("--run-name=")]
+    name = substitute(arg.split("=", 1)[1], _pod_variables(job, index))
+    assert name == f"{job['metadata']['name']}-{JOB_UID}"
+    named_run_dir("/data/runs", name)  # a valid run name
+    return name
+
+
+def _retried_unless_bad_input(job):
+    """Pods that fail are replaced (and resume the run); exit 2 (bad input) fails the Job at once."""
+    assert job["spec"]["backoffLimit"] >= 1
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert {"action": "FailJob", "onExitCodes": {"containerName": "train", "operator": "In", "values": [2]}} in rules
+
+
 def _on_gpu_nodes(spec, c):
     assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
@@ -787,11 +819,13 @@ def test_training_job_runs_on_a_gpu_node_from_the_prepared_data(rendered):
     spec = pod_spec(job)
     (c,) = spec["containers"]
     _on_gpu_nodes(spec, c)
-    config = _train_config(c["args"])
+    config = _train_config([substitute(a, _pod_variables(job)) for a in c["args"]])
     prepare = pod_spec(find(rendered["k8s/jobs/prepare"], "Job"))["containers"][0]
     prepared = _parse_dfdetect([substitute(a, {"JOB_COMPLETION_INDEX": 0}) for a in prepare["args"]]).out
     assert config.data.prepared == prepared, "training reads what preparation writes"
     assert _on_volume(config.runs_dir + "/x", c, spec)
+    _run_name(job, c)
+    _retried_unless_bad_input(job)
 
 
 def test_multiworker_training_gives_each_worker_its_tf_config(rendered):
@@ -813,16 +847,17 @@ def test_multiworker_training_gives_each_worker_its_tf_config(rendered):
     _index_from_annotation(c)
     names = [e["name"] for e in c["env"]]
     assert names.index("JOB_COMPLETION_INDEX") < names.index("TF_CONFIG"), "$(VAR) expands only earlier variables"
+    _retried_unless_bad_input(job)
     run_dirs = set()
     for index in range(workers):
         tf_config = json.loads(substitute(env["TF_CONFIG"]["value"], {"JOB_COMPLETION_INDEX": index}))
         assert tf_config["cluster"]["worker"] == [f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{port}"
                                                   for i in range(workers)]
         assert tf_config["task"] == {"type": "worker", "index": index}
-        config = _train_config([substitute(a, {"JOB_COMPLETION_INDEX": index}) for a in c["args"]])
+        config = _train_config([substitute(a, _pod_variables(job, index)) for a in c["args"]])
         assert _on_volume(config.runs_dir + "/x", c, spec)
-        run_dirs.add(config.runs_dir)
-    assert len(run_dirs) == workers, "workers must not write into one run folder"
+        run_dirs.add((config.runs_dir, _run_name(job, c, index)))
+    assert len(run_dirs) == 1, "the workers share one run folder (the chief writes it)"
 
 
 def test_jobs_run_the_project_image_at_the_package_version(rendered):
