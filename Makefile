@@ -39,7 +39,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-client prepare train evaluate export deploy undeploy test bench-prepare bench-train bench-export bench-serve bench-client bench-cold-start bench-faces bench-hostile image-sizes tfs-suite k8s-validate loadtest web browser clean
+.PHONY: help install install-client prepare train evaluate export deploy undeploy test bench bench-prepare bench-train bench-export bench-serve bench-client bench-cold-start bench-faces bench-hostile image-sizes tfs-suite k8s-validate loadtest web browser clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -131,21 +131,23 @@ browser: ## Debian's chromium for the web page tests (installed with apt-get whe
 		--no-install-recommends chromium >/dev/null; }
 	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after installing Debian's chromium" >&2; exit 1; }
 
+bench: bench-prepare bench-train bench-export bench-serve bench-client bench-faces bench-hostile bench-cold-start ## every benchmark in turn, after `make train export` (each alone: make bench-<name>); they print figures, never fail on them
+
 bench-prepare: install ## frames/s and faces/s of data preparation against the naive pipeline
-	$(BIN)/python -m dfdetect.training.bench_prepare
+	$(BIN)/python -m benchmarks.prepare
 
 bench-train: install ## input pipeline vs training step throughput (pipeline must feed >= 2x)
-	$(BIN)/python -m dfdetect.training.bench_train
+	$(BIN)/python -m benchmarks.train
 
 bench-export: install ## export time, SavedModel/ONNX sizes, TensorFlow vs onnxruntime throughput
-	$(BIN)/python -m dfdetect.export.bench_export $(if $(RUN),--run $(RUN))
+	$(BIN)/python -m benchmarks.export $(if $(RUN),--run $(RUN))
 
 bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on); SERVE_MATRIX=1: 96/224 px x tf/onnx x 1/16/32 clients in one table
-	$(BIN)/python -m dfdetect.serving.bench_serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND) \
+	$(BIN)/python -m benchmarks.serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND) \
 		$(if $(SERVE_CROP),--crop-size $(SERVE_CROP)) $(if $(SERVE_MATRIX),--matrix)
 
 bench-client: install ## seconds per 10 s 1080p video (decode/detection/RPC) vs the naive pipeline and the mtcnn package; request bytes per face
-	$(BIN)/python -m dfdetect.client.bench_client
+	$(BIN)/python -m benchmarks.client
 
 bench-cold-start: install install-client ## cold `dfdetect predict image.jpg` (local deployment): the client install vs TensorFlow loaded
 	@$(MAKE) --no-print-directory deploy TARGET=local

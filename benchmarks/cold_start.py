@@ -105,7 +105,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from dfdetect.bench import run_benchmark
+    from benchmarks.common import run_benchmark
 
     return run_benchmark(parse_args, run, argv)
 

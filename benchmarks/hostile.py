@@ -16,7 +16,6 @@ took, and the server's RSS after it and peak so far (MB). It prints figures and 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -60,7 +59,7 @@ def memory(pid: int) -> tuple[float, float]:
 
 
 def raw_http(port: int, data: bytes, wait: float = 2.0) -> bytes:
-    from dfdetect.bench import http_exchange
+    from dfdetect.tooling import http_exchange
 
     return http_exchange(port, data, wait)
 
@@ -106,22 +105,18 @@ def run(args) -> int:
     from tensorflow.core.framework import types_pb2
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from dfdetect.bench import free_port, png_header
+    from dfdetect.tooling import ModelServerProcess, NotReadyError, png_header
 
     with tempfile.TemporaryDirectory(prefix="dfdetect-bench-hostile-") as tmp:
         build_model(Path(tmp) / "deepfake" / "1")
-        grpc_port, rest_port = free_port(), free_port()
-        server = subprocess.Popen([sys.executable, "-m", "dfdetect.serving", f"--port={grpc_port}",
-                                   f"--rest_api_port={rest_port}", "--model_name=deepfake",
-                                   f"--model_base_path={tmp}/deepfake", f"--drain_seconds={args.drain_seconds}"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = ModelServerProcess("deepfake", Path(tmp) / "deepfake", flags=[f"--drain_seconds={args.drain_seconds}"])
+        grpc_port, rest_port = server.grpc_port, server.rest_port
         try:
-            deadline = time.monotonic() + 120
-            while b"AVAILABLE" not in raw_http_or_empty(rest_port):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    print("the server did not start", file=sys.stderr)
-                    return 1
-                time.sleep(0.3)
+            try:
+                server.wait_until_available(120)
+            except NotReadyError as e:
+                print(e, file=sys.stderr)
+                return 1
             stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
             uint8, float32, string = types_pb2.DT_UINT8, types_pb2.DT_FLOAT, types_pb2.DT_STRING
             bomb = png_header(16000, 16000) + b"\0" * (1536 * 1024)
@@ -155,19 +150,10 @@ def run(args) -> int:
                 ms = (time.perf_counter() - t0) * 1000
                 rss, peak = memory(server.pid)
                 print(f"{name:36s} {ms:8.1f} {rss:7.0f} {peak:8.0f}  {answer}", flush=True)
-            print(f"{'SIGTERM, 4 keep-alive REST clients':36s} {sigterm(server, rest_port, args.drain_seconds)}")
+            print(f"{'SIGTERM, 4 keep-alive REST clients':36s} {sigterm(server.process, rest_port, args.drain_seconds)}")
         finally:
-            if server.poll() is None:
-                server.kill()
-            server.wait()
+            server.stop(10)
     return 0
-
-
-def raw_http_or_empty(port: int) -> bytes:
-    try:
-        return raw_http(port, b"GET /v1/models/deepfake HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5)
-    except OSError:
-        return b""
 
 
 def sigterm(server: subprocess.Popen, port: int, drain: float) -> str:
@@ -211,7 +197,7 @@ def sigterm(server: subprocess.Popen, port: int, drain: float) -> str:
 
 
 def main(argv=None) -> int:
-    from dfdetect.bench import run_benchmark
+    from benchmarks.common import run_benchmark
 
     return run_benchmark(parse_args, run, argv)
 

@@ -13,17 +13,15 @@ server (which drains its requests), and waits for each.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT
+from dfdetect.tooling import ModelServerProcess, NotReadyError, get_json, newest_available, stop_process, wait_until
 from dfdetect.web.settings import DEFAULT_WEB_PORT
 
 MONITORING = Path(__file__).with_name("monitoring.config")
@@ -47,33 +45,9 @@ def _pid(state: Path, name: str) -> int | None:
     return pid if _alive(pid) else None
 
 
-def _get_json(url: str):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return json.loads(r.read())
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
-
-
-def version_states(rest_port: int, model: str) -> list[dict] | None:
-    """The model's ``model_version_status`` entries on the local server's REST port, or None
-    while the server does not answer (or does not know the model yet)."""
-    body = _get_json(f"http://127.0.0.1:{rest_port}/v1/models/{model}")
-    try:
-        return list(body["model_version_status"])
-    except (TypeError, KeyError):
-        return None
-
-
-def _status(rest_port: int, model: str) -> str | None:
-    """The newest AVAILABLE version of the model on the local server, or None."""
-    available = [v["version"] for v in version_states(rest_port, model) or [] if v["state"] == "AVAILABLE"]
-    return max(available, key=int) if available else None
-
-
 def _web_ready(web_port: int) -> str | None:
     """The model version the web front reaches, once it is ready, or None."""
-    body = _get_json(f"http://127.0.0.1:{web_port}/readyz")
+    body = get_json(f"http://127.0.0.1:{web_port}/readyz")
     return None if not body or body.get("status") != "ready" else str(body.get("model_version"))
 
 
@@ -88,28 +62,19 @@ def _web_endpoint(args) -> str:
     return f"  web   http://127.0.0.1:{args.web_port}/   (upload a file; API: POST /api/analyze)"
 
 
-def _start(state: Path, name: str, what: str, cmd: list[str], ready, timeout: float):
-    """Start ``cmd`` detached (pid and log in ``state``) and wait until ``ready()`` answers;
-    the answer, or None after printing why it did not come (the process is then stopped)."""
-    log = open(state / f"{name}.log", "ab")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+def _started(state: Path, name: str, what: str, process: subprocess.Popen, log: Path, ready, timeout: float):
+    """Wait until ``ready()`` answers for a process started detached (its pid in ``state``); the
+    answer, or None after printing why it did not come (the process is then stopped)."""
     (state / f"{name}.pid").write_text(str(process.pid))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = ready()
-        if answer:
-            print(f"started the {what} (pid {process.pid}, log {state / f'{name}.log'})")
-            return answer
-        if process.poll() is not None:
-            break
-        time.sleep(0.5)
-    if process.poll() is None:
-        process.terminate()
-    (state / f"{name}.pid").unlink(missing_ok=True)
-    tail = (state / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
-    print(f"error: the {what} did not become ready; last log lines:\n  " + "\n  ".join(tail), file=sys.stderr)
-    return None
+    try:
+        answer = wait_until(ready, process, timeout, what, log)
+    except NotReadyError as e:
+        stop_process(process, 10)
+        (state / f"{name}.pid").unlink(missing_ok=True)
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    print(f"started the {what} (pid {process.pid}, log {log})")
+    return answer
 
 
 def up(args) -> int:
@@ -118,7 +83,7 @@ def up(args) -> int:
     pid = _pid(state, "serve")
     if pid is not None:
         print(f"the local model server is already running (pid {pid}); nothing changed")
-        version = _status(args.rest_port, args.model_name)
+        version = newest_available(args.rest_port, args.model_name)
         if version:
             print(_endpoints(args, version))
     else:
@@ -126,11 +91,12 @@ def up(args) -> int:
         if not base.is_dir() or not any(p.name.isdigit() for p in base.iterdir()):
             print(f"error: no model versions in {base}: run `make export` first", file=sys.stderr)
             return 2
-        cmd = [sys.executable, "-m", "dfdetect.serving", f"--port={args.grpc_port}",
-               f"--rest_api_port={args.rest_port}", f"--model_name={args.model_name}", f"--model_base_path={base}",
-               f"--monitoring_config_file={MONITORING}", f"--backend={args.backend}", *args.server_args]
-        version = _start(state, "serve", "local model server", cmd,
-                         lambda: _status(args.rest_port, args.model_name), args.timeout)
+        server = ModelServerProcess(args.model_name, base, grpc_port=args.grpc_port, rest_port=args.rest_port,
+                                    flags=[f"--monitoring_config_file={MONITORING}", f"--backend={args.backend}",
+                                           *args.server_args],
+                                    log=state / "serve.log", detached=True)
+        version = _started(state, "serve", "local model server", server.process, server.log,
+                           lambda: newest_available(args.rest_port, args.model_name), args.timeout)
         if not version:
             return 1
         print(_endpoints(args, version))
@@ -143,7 +109,11 @@ def up(args) -> int:
         cmd = [sys.executable, "-m", "dfdetect", "web", "--host", "127.0.0.1", "--port", str(args.web_port),
                "--server", f"127.0.0.1:{args.grpc_port}", "--model-name", args.model_name,
                "--model-repository", str(Path(args.model_repository).resolve())]
-        if not _start(state, "web", "web page", cmd, lambda: _web_ready(args.web_port), args.timeout):
+        log = state / "web.log"
+        with open(log, "ab") as output:
+            process = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        if not _started(state, "web", "web page", process, log, lambda: _web_ready(args.web_port), args.timeout):
             return 1
     print(_web_endpoint(args))
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from dfdetect.serving.bench_serve import main
+from benchmarks.serve import main
 
 
 def _rows(text: str) -> dict[tuple[str, str, int], list[str]]:

@@ -26,7 +26,7 @@ import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import blank_frames, face_frames, start_server
-from dfdetect.bench import free_port
+from dfdetect.tooling import free_port
 from dfdetect.client import ClientError, DeepfakeClient, RetryPolicy
 from dfdetect.client.cli import add_predict_parser, collect_inputs
 from dfdetect.client.client import pack_requests

@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -16,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from dfdetect.bench import free_port
+from dfdetect.tooling import ModelServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,30 +27,16 @@ def _request(size=32):
     return request
 
 
-def _wait_port(port, seconds=120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.3)
-    return False
-
-
 def test_sigterm_drains_requests_in_flight_and_exits_0(tiny_export, tmp_path):
     _, repository, _ = tiny_export
     params = tmp_path / "batching.config"
     # A request waits 3 s in the batch queue: it is surely in flight when SIGTERM arrives.
     params.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 3000000 }\n")
-    grpc_port, rest_port = free_port(), free_port()
-    server = subprocess.Popen([sys.executable, "-m", "dfdetect.serving", f"--port={grpc_port}",
-                               f"--rest_api_port={rest_port}", "--model_name=deepfake",
-                               f"--model_base_path={repository / 'deepfake'}", "--enable_batching",
-                               f"--batching_parameters_file={params}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = ModelServerProcess("deepfake", repository / "deepfake", log=tmp_path / "server.log",
+                                flags=["--enable_batching", f"--batching_parameters_file={params}"])
+    grpc_port = server.grpc_port
     try:
-        assert _wait_port(rest_port), "server did not start"
+        server.wait_until_available(120)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
         stub.Predict(_request(), timeout=60)  # loaded and answering
         outcome = {}
@@ -67,16 +52,15 @@ def test_sigterm_drains_requests_in_flight_and_exits_0(tiny_export, tmp_path):
         thread = threading.Thread(target=in_flight)
         thread.start()
         time.sleep(1.0)
-        server.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         thread.join(60)
         assert "error" not in outcome, outcome.get("error")
         assert outcome["response"].model_spec.version.value == 1 and outcome["seconds"] > 2.5
-        assert server.wait(60) == 0
-        log = server.stdout.read()
+        assert server.process.wait(60) == 0
+        log = server.log.read_text()
         assert "received SIGTERM" in log and "stopped" in log
     finally:
-        if server.poll() is None:
-            server.kill()
+        server.stop(5)
 
 
 def _make(*args, **env):

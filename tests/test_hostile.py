@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from conftest import start_server
-from dfdetect.bench import free_port, http_exchange as exchange, http_statuses as statuses, png_header
+from dfdetect.tooling import ModelServerProcess, http_exchange as exchange, http_statuses as statuses, png_header
 from test_serving import grpc_error, predict_request, rest, stubs
 
 
@@ -181,21 +179,11 @@ def test_http_requests_cannot_desync_or_hold_the_server(hostile):
 
 def test_sigterm_drains_requests_in_flight_and_refuses_new_ones(tmp_path):
     base = hostile_savedmodel(tmp_path / "hostile" / "1").parent
-    grpc_port, rest_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dfdetect.serving", f"--port={grpc_port}",
-                             f"--rest_api_port={rest_port}", "--model_name=hostile", f"--model_base_path={base}",
-                             "--drain_seconds=20", "--rest_api_timeout_in_ms=60000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = ModelServerProcess("hostile", base, flags=["--drain_seconds=20", "--rest_api_timeout_in_ms=60000"],
+                                log=tmp_path / "server.log")
+    proc, grpc_port, rest_port = server.process, server.grpc_port, server.rest_port
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if rest(rest_port, "GET", "/v1/models/hostile")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.3)
+        server.wait_until_available(120)
         # A request of about 2 s, measured on this machine, in flight when SIGTERM comes.
         t0 = time.monotonic()
         rest(rest_port, "POST", "/v1/models/hostile:predict", {"signature_name": "slow", "inputs": 2000})
@@ -227,6 +215,4 @@ def test_sigterm_drains_requests_in_flight_and_refuses_new_ones(tmp_path):
         assert in_flight["answer"][0] == 200, in_flight
         assert proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        server.stop(5)

@@ -163,6 +163,24 @@ def test_the_mapping_resolves_the_shared_modules():
     assert module_name(ROOT / "client" / "cli.py", dirs) == ("dfdetect.client.cli", False)
 
 
+def _direct_imports(path: Path) -> set[str]:
+    return {name for name, sure in imports(path.read_text()) if sure}
+
+
+def test_the_product_never_imports_the_benchmarks_and_benchmarks_share_only_common():
+    product = [p for folder in ("dfdetect", "training", "export", "serving", "client", "web", "loadtests")
+               for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts]
+    reaching = [f"{p.relative_to(ROOT)} imports {n}" for p in product for n in sorted(_direct_imports(p))
+                if n == "benchmarks" or n.startswith("benchmarks.")]
+    assert not reaching, "the benchmarks are tools, not part of the product:\n  " + "\n  ".join(reaching)
+    benchmarks = sorted((ROOT / "benchmarks").glob("*.py"))
+    assert {p.stem for p in benchmarks} >= {"common", "prepare", "train", "export", "serve", "client"}
+    crossing = [f"{p.relative_to(ROOT)} imports {n}" for p in benchmarks for n in sorted(_direct_imports(p))
+                if n.startswith("benchmarks.") and n != "benchmarks.common"]
+    assert not crossing, "a benchmark imports another one (what they share goes in benchmarks/common.py):\n  " + \
+        "\n  ".join(crossing)
+
+
 # --- the walker itself ----------------------------------------------------------------------------
 
 def test_imported_names_sees_every_kind_of_import():

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import TINY_TRAINING
-from dfdetect.bench import free_port
+from dfdetect.tooling import free_port
 
 EPOCHS = 3
 

@@ -30,6 +30,8 @@ def test_wheel_holds_only_the_dfdetect_import_root(wheel):
     # The wire protos, compiled by the build (setup.py) and shipped with their sources.
     assert {"dfdetect/wire/apis_pb2.py", "dfdetect/wire/tensor_pb2.py", "dfdetect/wire/apis.proto"} <= set(names)
     assert "dfdetect/py.typed" in names  # type checkers read the package's annotations
+    benchmarks = [n for n in names if "bench" in n.rsplit("/", 1)[-1]]
+    assert not benchmarks, f"benchmarks are tools (benchmarks/), not part of the product: {benchmarks}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "dfdetect = dfdetect.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from conftest import face_frames
-from dfdetect.bench import free_port
+from dfdetect.tooling import free_port
 from dfdetect.faces.frames import write_video
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import blank_frames, face_frames, start_server
-from dfdetect.bench import png_header
+from dfdetect.tooling import png_header
 from dfdetect.client.client import DeepfakeClient
 from dfdetect.faces.frames import write_video
 from dfdetect.samples import footage

@@ -19,7 +19,7 @@ both and small. Each pipeline runs ``--repeats`` times and the best time counts.
 
 It prints figures and never fails on them; the target is ours >= 3x the naive frames/s.
 
-    python -m dfdetect.training.bench_prepare [--seconds 10] [--fps 30] [--width 1920]
+    python -m benchmarks.prepare [--seconds 10] [--fps 30] [--width 1920]
         [--height 1080] [--frames 32] [--repeats 2] [--threads 1]
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfdetect.bench import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames
+from benchmarks.common import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from dfdetect.faces.crops import crop_face
 from dfdetect.faces.detection import FaceDetector, faces_in_frames
@@ -135,7 +135,7 @@ def limit_threads(threads: int) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m dfdetect.training.bench_prepare",
+        prog="python -m benchmarks.prepare",
         description="frames/s and faces/s of data preparation's face pipeline against a naive pipeline")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the generated video (10)")
     parser.add_argument("--fps", type=float, default=30.0, help="its frame rate (30)")

@@ -25,7 +25,7 @@ see the same machine, so their ratio holds where comparing numbers from separate
 
 It prints figures and never fails on them.
 
-    python -m dfdetect.training.bench_train [--preset smoke] [--set SECTION.FIELD=VALUE ...]
+    python -m benchmarks.train [--preset smoke] [--set SECTION.FIELD=VALUE ...]
         [--batches 30] [--steps 15] [--warmup 3]
 """
 
@@ -41,11 +41,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from dfdetect.bench import run_benchmark
+from benchmarks.common import run_benchmark
 from dfdetect.contract import FAKE, REAL
 from dfdetect.training.config import PRESETS, DataConfig, load_config
 
-log = logging.getLogger("dfdetect.training.bench_train")  # also when run with -m
+log = logging.getLogger("benchmarks.train")  # also when run with -m
 
 TARGET_RATIO = 2.0
 
@@ -138,7 +138,7 @@ def fixed_batch(batch, weights: dict[int, float] | None):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m dfdetect.training.bench_train",
+        prog="python -m benchmarks.train",
         description="images/s of the training input pipeline alone and of the training step alone, "
                     "measured in the same run, and their ratio (target: pipeline >= 2x model)")
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="training preset (smoke)")

@@ -1,14 +1,12 @@
-"""Pieces every benchmark (``make bench-*``) shares: its entry point, batches, size lists, ports,
-the naive way of reading a video and the generated video of a face."""
+"""Pieces the benchmarks (``make bench-*``) share: the entry point, batches, size lists, the
+naive way of reading a video (the baseline) and the generated video of a face. Ports, server
+processes and raw HTTP exchanges are in ``dfdetect.tooling`` (the tests use them too)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import math
-import socket
-import time
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -20,7 +18,7 @@ from dfdetect.logs import configure_logging
 if TYPE_CHECKING:
     from dfdetect.faces.detection import FaceDetector
 
-log = logging.getLogger("dfdetect.bench")
+log = logging.getLogger("benchmarks")
 
 FACE_HEIGHT_FRACTION = 0.28  # face box height / frame height: about 300 px in a 1080p frame
 BACKGROUND = (118, 118, 118)  # plain grey around the photograph
@@ -83,48 +81,6 @@ def naive_frames(path: str | Path, frames: int | None = None, per_second: bool =
             index += 1
     finally:
         cap.release()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (for a server started by a benchmark)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def http_exchange(port: int, data: bytes, wait: float = 1.0, pause: float = 0.0) -> bytes:
-    """Raw bytes to an HTTP server on loopback (``pause`` s between bytes: a slow client), then
-    everything it sends back within ``wait`` s or until it closes (hostile-input checks)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        if pause:
-            for b in data:
-                try:
-                    s.sendall(bytes([b]))
-                except OSError:
-                    break
-                time.sleep(pause)
-        else:
-            s.sendall(data)
-        s.settimeout(wait)
-        received = b""
-        try:
-            while chunk := s.recv(65536):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-        return received
-
-
-def http_statuses(raw: bytes) -> list[int]:
-    """The status codes of the HTTP/1.1 answers in raw bytes, in order."""
-    return [int(line.split()[1]) for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
-
-
-def png_header(width: int, height: int) -> bytes:
-    """The first bytes of a PNG declaring width x height, with no pixel data: an image bomb's
-    header, never decodable."""
-    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
 
 
 def locate_face(detector: FaceDetector, photo: np.ndarray) -> tuple[int, int, int, int]:

@@ -26,7 +26,7 @@ What it measures, for one training run (the latest by default):
 
 It prints figures and never fails on them.
 
-    python -m dfdetect.export.bench_export [--run RUN_DIR] [--runs-dir runs] [--batches 1,8,32]
+    python -m benchmarks.export [--run RUN_DIR] [--runs-dir runs] [--batches 1,8,32]
         [--seconds 3] [--warmup 3]
 """
 
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.bench import fill_batch, positive_ints, run_benchmark
+from benchmarks.common import fill_batch, positive_ints, run_benchmark
 
-log = logging.getLogger("dfdetect.export.bench_export")  # also when run with -m
+log = logging.getLogger("benchmarks.export")  # also when run with -m
 
 DEFAULT_BATCHES = "1,8,32"
 SLICES = 3  # alternating timed slices per engine and batch size
@@ -110,7 +110,7 @@ def measure(engines: dict, batch: np.ndarray, seconds: float, warmup: int) -> di
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m dfdetect.export.bench_export",
+        prog="python -m benchmarks.export",
         description="export time, SavedModel and ONNX sizes, and in-process images/s of TensorFlow and "
                     "onnxruntime on the exported model at several batch sizes, with their ratio")
     parser.add_argument("--run", help="run folder (default: the latest run in --runs-dir)")

@@ -3,7 +3,7 @@ per face of each request format.
 
 What it measures, on one generated video (by default 10 s of 1920x1080 at 30 fps, 300 frames,
 showing a real photographed face, scikit-image's astronaut, that pans slowly across a plain
-background: ``bench_prepare``'s video, made by ``dfdetect.bench.render_frames`` and written with
+background: ``benchmarks.prepare``'s video, made by ``benchmarks.common.render_frames`` and written with
 ``frames.write_video``), against the newest version of ``--model-name`` in ``--model-repository``
 (exit status 2 without one):
 
@@ -57,7 +57,7 @@ Targets (from the issues): ours <= 3 s per video (the client's defaults); ours >
 naive (same frames: one per second; the default sampling is shown too); ours >= 2x faster than
 before; the JPEG request <= 1/20 of the float32 one. It prints figures and never fails on them.
 
-    python -m dfdetect.client.bench_client [--model-repository model_repository]
+    python -m benchmarks.client [--model-repository model_repository]
         [--model-name deepfake] [--seconds 10] [--fps 30] [--width 1920] [--height 1080]
         [--frames 32] [--repeats 2] [--no-overlap]
 """
@@ -76,7 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.bench import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames, run_benchmark
+from benchmarks.common import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames, run_benchmark
 from dfdetect.contract import INPUT_BYTES, INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_BYTES, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError
 
@@ -298,7 +298,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from dfdetect.faces.frames import DEFAULT_FRAMES
 
     parser = argparse.ArgumentParser(
-        prog="python -m dfdetect.client.bench_client",
+        prog="python -m benchmarks.client",
         description="seconds per generated 1080p video for the client (decode, detection, RPC), with and without "
                     "stage overlap, against the naive pipeline; request bytes per face for JPEG, uint8 and float32")
     parser.add_argument("--model-repository", default="model_repository", help="model repository (model_repository)")

@@ -51,7 +51,7 @@ Targets (from the issue): served/in-process >= 0.9 at concurrency >= 8 with batc
 such gRPC row); gRPC p50 at concurrency 1 with batching off <= 2 ms over the in-process batch-1
 p50. It prints figures and never fails on them.
 
-    python -m dfdetect.serving.bench_serve [--model-repository model_repository]
+    python -m benchmarks.serve [--model-repository model_repository]
         [--model-name deepfake] [--backend tf|onnx] [--seconds 3] [--warmup 3]
         [--concurrency 1,4,8,16,32] [--rest-concurrency 1,8] [--unbatched-concurrency 1,8]
         [--max-batch-size 32] [--batch-timeout-micros 5000] [--num-batch-threads CORES]
@@ -67,7 +67,6 @@ import logging
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -77,11 +76,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.bench import fill_batch, free_port, positive_ints, positive_ints_or_none, run_benchmark
+from benchmarks.common import fill_batch, positive_ints, positive_ints_or_none, run_benchmark
+from dfdetect.tooling import ModelServerProcess
 from dfdetect.contract import INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError, DfdetectError
 
-log = logging.getLogger("dfdetect.serving.bench_serve")  # also when run with -m
+log = logging.getLogger("benchmarks.serve")  # also when run with -m
 
 IN_PROCESS_BATCHES = (1, 8, 16, 32)
 DEFAULT_CONCURRENCY = "1,4,8,16,32"
@@ -348,58 +348,27 @@ def batching_file(args: argparse.Namespace, folder: str) -> str:
 
 MONITORING_CONFIG = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 METRICS_PATH = "/monitoring/prometheus/metrics"
-START_TIMEOUT = 300.0  # seconds for the server to load the version
 
 
-class ServerProcess:
+class ServerProcess(ModelServerProcess):
     """``python -m dfdetect.serving`` in its own process (as ``make deploy`` runs it) on free
-    loopback ports, its log in ``folder``; started, the version AVAILABLE, or BadInputError."""
+    loopback ports, its log in ``folder``; started with the version AVAILABLE, or an error."""
 
     def __init__(self, args: argparse.Namespace, base_path: str, folder: str, batching_path: str | None,
                  clients: int):
-        self.model_name = args.model_name
-        self.grpc_port, self.rest_port = free_port(), free_port()
         monitoring = Path(folder) / "monitoring.config"
         monitoring.write_text(MONITORING_CONFIG)
-        self.log_path = Path(folder) / f"server-batching-{'on' if batching_path else 'off'}.log"
-        command = [sys.executable, "-m", "dfdetect.serving", f"--port={self.grpc_port}",
-                   f"--rest_api_port={self.rest_port}", "--rest_api_host=127.0.0.1",
-                   f"--model_name={args.model_name}", f"--model_base_path={base_path}",
-                   "--file_system_poll_wait_seconds=0", f"--backend={args.backend}",
-                   f"--monitoring_config_file={monitoring}", f"--grpc_threads={max(32, clients)}",
-                   "--drain_seconds=10"]
+        flags = ["--rest_api_host=127.0.0.1", "--file_system_poll_wait_seconds=0", f"--backend={args.backend}",
+                 f"--monitoring_config_file={monitoring}", f"--grpc_threads={max(32, clients)}", "--drain_seconds=10"]
         if batching_path:
-            command += ["--enable_batching", f"--batching_parameters_file={batching_path}"]
-        with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+            flags += ["--enable_batching", f"--batching_parameters_file={batching_path}"]
+        super().__init__(args.model_name, base_path, flags=flags,
+                         log=Path(folder) / f"server-batching-{'on' if batching_path else 'off'}.log")
         try:
-            self._wait_available(base_path, args.backend)
+            self.wait_until_available()
         except BaseException:
             self.stop()
             raise
-
-    def _wait_available(self, base_path: str, backend: str) -> None:
-        from dfdetect.serving.deploy import version_states
-
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            states = version_states(self.rest_port, self.model_name) or []
-            if any(s["state"] == "AVAILABLE" for s in states):
-                return
-            failed = [s for s in states if s["state"] == "END" and s.get("status", {}).get("error_message")]
-            if states and len(failed) == len(states):
-                errors = "; ".join(f"version {s['version']}: {s['status']['error_message']}" for s in failed)
-                raise BadInputError(f"the server could not load {base_path} with the {backend} backend: {errors}")
-            if self.process.poll() is not None:
-                raise BadInputError(f"the server exited with status {self.process.returncode} before the model "
-                                    f"was AVAILABLE; last lines of its log:\n{self.log_tail()}")
-            time.sleep(0.5)
-        raise BadInputError(f"the server did not make {base_path} AVAILABLE within {START_TIMEOUT:g} s; last lines "
-                            f"of its log:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 15) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def batch_counts(self) -> tuple[float, float]:
         """(rows, model calls) the server's batcher has made so far, from its metrics endpoint
@@ -419,22 +388,12 @@ class ServerProcess:
                     found[sample.name] = sample.value
         return found["dfdetect_serving_batch_size_sum"], found["dfdetect_serving_batch_size_count"]
 
-    def stop(self) -> None:
-        """SIGTERM (the server drains and exits), then SIGKILL if it does not."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 # --- command line and report ------------------------------------------------------------------
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m dfdetect.serving.bench_serve",
+        prog="python -m benchmarks.serve",
         description="in-process images/s of a model version against the local model server's served "
                     "images/s and latency over gRPC and REST, with batching on and off")
     parser.add_argument("--model-repository", default="model_repository", help="model repository (model_repository)")
