@@ -76,7 +76,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames, run_benchmark
+from benchmarks.common import (FACE_HEIGHT_FRACTION, add_model_arguments, add_video_arguments, locate_face, naive_frames,
+                               render_frames, run_benchmark)
 from dfdetect.contract import INPUT_BYTES, INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_BYTES, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError
 
@@ -301,12 +302,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m benchmarks.client",
         description="seconds per generated 1080p video for the client (decode, detection, RPC), with and without "
                     "stage overlap, against the naive pipeline; request bytes per face for JPEG, uint8 and float32")
-    parser.add_argument("--model-repository", default="model_repository", help="model repository (model_repository)")
-    parser.add_argument("--model-name", default="deepfake", help="model folder in the repository (deepfake)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the generated video (10)")
-    parser.add_argument("--fps", type=float, default=30.0, help="its frame rate (30)")
-    parser.add_argument("--width", type=int, default=1920, help="its width in pixels (1920)")
-    parser.add_argument("--height", type=int, default=1080, help="its height in pixels (1080)")
+    add_model_arguments(parser)
+    add_video_arguments(parser)
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                         help=f"frames the client samples, evenly spaced (the client's default, {DEFAULT_FRAMES})")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each row; the best counts (2)")

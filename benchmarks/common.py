@@ -35,6 +35,20 @@ def run_benchmark(parse_args, run, argv=None) -> int:
         return 2
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model-repository and --model-name: the exported model a benchmark serves."""
+    parser.add_argument("--model-repository", default="model_repository", help="model repository (model_repository)")
+    parser.add_argument("--model-name", default="deepfake", help="model folder in the repository (deepfake)")
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """--seconds, --fps, --width and --height of the generated video of a face."""
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the generated video (10)")
+    parser.add_argument("--fps", type=float, default=30.0, help="its frame rate (30)")
+    parser.add_argument("--width", type=int, default=1920, help="its width in pixels (1920)")
+    parser.add_argument("--height", type=int, default=1080, help="its height in pixels (1080)")
+
+
 def fill_batch(crops: np.ndarray, batch_size: int) -> np.ndarray:
     """``batch_size`` crops, repeating ``crops`` as often as needed; contiguous uint8."""
     return np.ascontiguousarray(np.take(crops, np.arange(batch_size) % len(crops), axis=0), dtype=np.uint8)

@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.common import FACE_HEIGHT_FRACTION, locate_face, naive_frames, render_frames
+from benchmarks.common import FACE_HEIGHT_FRACTION, add_video_arguments, locate_face, naive_frames, render_frames
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from dfdetect.faces.crops import crop_face
 from dfdetect.faces.detection import FaceDetector, faces_in_frames
@@ -137,10 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.prepare",
         description="frames/s and faces/s of data preparation's face pipeline against a naive pipeline")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the generated video (10)")
-    parser.add_argument("--fps", type=float, default=30.0, help="its frame rate (30)")
-    parser.add_argument("--width", type=int, default=1920, help="its width in pixels (1920)")
-    parser.add_argument("--height", type=int, default=1080, help="its height in pixels (1080)")
+    add_video_arguments(parser)
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                         help=f"frames sampled from the video, as prepare --frames ({DEFAULT_FRAMES})")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each pipeline; the best counts (2)")

@@ -76,7 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import fill_batch, positive_ints, positive_ints_or_none, run_benchmark
+from benchmarks.common import add_model_arguments, fill_batch, positive_ints, positive_ints_or_none, run_benchmark
 from dfdetect.tooling import ModelServerProcess
 from dfdetect.contract import INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_PIXELS
 from dfdetect.errors import BadInputError, DfdetectError
@@ -396,8 +396,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m benchmarks.serve",
         description="in-process images/s of a model version against the local model server's served "
                     "images/s and latency over gRPC and REST, with batching on and off")
-    parser.add_argument("--model-repository", default="model_repository", help="model repository (model_repository)")
-    parser.add_argument("--model-name", default="deepfake", help="model folder in the repository (deepfake)")
+    add_model_arguments(parser)
     parser.add_argument("--backend", choices=["tf", "onnx"], default="tf",
                         help="tf: the SavedModel; onnx: its ONNX twin with onnxruntime (tf)")
     parser.add_argument("--runs-dir", default="runs", help="where the latest run's crops are looked up (runs)")
