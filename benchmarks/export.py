@@ -161,7 +161,8 @@ def report_throughput(rows: list[tuple[int, dict[str, Measurement], float | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from dfdetect.training.train import latest_run, load_run_config
+    from dfdetect.runs import latest_run
+    from dfdetect.training.config import load_run_config
 
     run_dir = Path(args.run) if args.run else latest_run(args.runs_dir)
     config = load_run_config(run_dir)

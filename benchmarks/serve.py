@@ -449,7 +449,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_crops(runs_dir: str, size: int) -> tuple[np.ndarray, str]:
     """Face crops of the latest run (its prepared data), or random pixels without a run."""
     from dfdetect.export.exporter import sample_crops
-    from dfdetect.training.train import latest_run, load_run_config
+    from dfdetect.runs import latest_run
+    from dfdetect.training.config import load_run_config
 
     try:
         run_dir = latest_run(runs_dir)

@@ -54,7 +54,7 @@ def add_export_parser(sub) -> None:
 
 def run_export_command(args) -> int:
     from dfdetect.export.exporter import export_run
-    from dfdetect.training.train import latest_run
+    from dfdetect.runs import latest_run
 
     run = args.run or latest_run(args.runs_dir)
     result = export_run(run, args.model_repository, args.model_name, args.version, args.keep,

@@ -132,8 +132,8 @@ def validate_savedmodel(path: str, model, temperature: float, crops: np.ndarray)
 def _load_run(run_dir: Path):
     import keras
 
-    from dfdetect.training.evaluate import CALIBRATION, METRICS
-    from dfdetect.training.train import CHECKPOINT, load_run_config
+    from dfdetect.runs import CALIBRATION, CHECKPOINT, METRICS
+    from dfdetect.training.config import load_run_config
 
     config = load_run_config(run_dir)
     checkpoint = run_dir / CHECKPOINT

@@ -131,7 +131,7 @@ def tiny_run(separable_prepared, tmp_path_factory):
     """A tiny model trained (through the command line) for a few epochs on separable data, then
     calibrated and evaluated: its outputs vary, so exports and servers can be checked on it."""
     from dfdetect.cli import main
-    from dfdetect.training.train import latest_run
+    from dfdetect.runs import latest_run
 
     runs = tmp_path_factory.mktemp("runs")
     sets = [*TINY_TRAINING, f"data.prepared={separable_prepared}", f"runs_dir={runs}", "train.epochs=6"]

@@ -18,7 +18,7 @@ from dfdetect.export.repository import ModelRepository
 from dfdetect.export.savedmodel import LoadedModel
 from dfdetect.export.warmup import read_warmup
 from dfdetect.serving.config import read_model_server_config
-from dfdetect.training.train import load_run_config
+from dfdetect.training.config import load_run_config
 
 
 def _tree(path):

@@ -787,7 +787,7 @@ def _pod_variables(job, index=0):
 def _run_name(job, c, index=0):
     """The run folder name a training pod passes: the Job's name and UID, read from the labels
     Kubernetes puts on the Job's pods (the same for a restarted pod, new for a new Job)."""
-    from dfdetect.training.train import named_run_dir
+    from dfdetect.runs import named_run_dir
 
     variables = _env(c)
     assert variables["JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \

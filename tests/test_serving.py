@@ -24,7 +24,7 @@ from dfdetect.errors import BadInputError
 from dfdetect.export.exporter import encode_png, sample_crops
 from dfdetect.serving.config import (BatchingParameters, read_batching_parameters, read_model_server_config,
                                      read_monitoring_config)
-from dfdetect.training.train import load_run_config
+from dfdetect.training.config import load_run_config
 
 SERVING = __import__("pathlib").Path(__file__).resolve().parents[1] / "serving"
 

@@ -13,7 +13,8 @@ from dfdetect.errors import BadInputError
 from dfdetect.training import data
 from dfdetect.training.config import load_config
 from dfdetect.training.model import build_model
-from dfdetect.training.train import latest_run, train
+from dfdetect.runs import latest_run
+from dfdetect.training.train import train
 
 
 def tiny_config(prepared, runs, *extra):

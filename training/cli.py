@@ -117,9 +117,10 @@ def add_train_parser(sub) -> None:
 
 def run_train_command(args) -> int:
     from dfdetect.errors import BadInputError
-    from dfdetect.training.config import load_config
+    from dfdetect.runs import has_config, named_run_dir
+    from dfdetect.training.config import load_config, load_run_config
     from dfdetect.training.distributed import cluster_from_env
-    from dfdetect.training.train import load_run_config, named_run_dir, train
+    from dfdetect.training.train import train
 
     if args.resume and args.run_name:
         raise BadInputError("--resume and --run-name both name the run folder: give one")
@@ -127,7 +128,7 @@ def run_train_command(args) -> int:
     run_dir = args.resume
     if args.run_name:
         run_dir = named_run_dir(config.runs_dir, args.run_name)
-        if (run_dir / "config.yaml").is_file():
+        if has_config(run_dir):
             args.resume = run_dir
     if args.resume:
         given = config
@@ -184,7 +185,7 @@ def _evaluate_and_print(run_dir) -> None:
 
 
 def run_evaluate_command(args) -> int:
-    from dfdetect.training.train import latest_run
+    from dfdetect.runs import latest_run
 
     _evaluate_and_print(args.run or latest_run(args.runs_dir))
     return 0

@@ -255,3 +255,10 @@ def config_from_dict(values: dict) -> RunConfig:
     """Rebuild a saved config (config.yaml of a run)."""
     config = RunConfig()
     return apply_overrides(config, values)
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The training config a run was started with (its config.yaml)."""
+    from dfdetect.runs import read_run_config
+
+    return config_from_dict(read_run_config(run_dir))

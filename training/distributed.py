@@ -28,6 +28,8 @@ from pathlib import Path
 
 import keras
 
+from dfdetect.runs import HISTORY
+
 log = logging.getLogger(__name__)
 
 BACKUP = "backup"
@@ -169,7 +171,7 @@ def fit_across_workers(model, strategy, cluster: Cluster, run_dir: Path, train_d
     start = int(epoch_done.numpy())
     if start:
         log.info("resuming from epoch %d of %d (checkpoint %s)", start + 1, epochs, latest)
-    best_so_far = keep_history_before(run_dir / "history.csv", start) if cluster.is_chief else None
+    best_so_far = keep_history_before(run_dir / HISTORY, start) if cluster.is_chief else None
     for cb in callbacks:
         if isinstance(cb, keras.callbacks.ModelCheckpoint) and best_so_far is not None:
             cb.best = best_so_far  # a resumed run keeps the best checkpoint it already has

@@ -22,13 +22,12 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from dfdetect.faces.aggregate import group_scores, video_score
+from dfdetect.runs import CALIBRATION, CHECKPOINT, METRICS
 from dfdetect.training import metrics
 from dfdetect.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-CALIBRATION = "calibration.json"
-METRICS = "metrics.json"
 
 
 @dataclass
@@ -116,7 +115,7 @@ def evaluate_run(run_dir: str | Path, splits=("val", "test")) -> dict:
 
     from dfdetect.training.data import load_manifest, split_files
     from dfdetect.training.plots import plot_roc
-    from dfdetect.training.train import CHECKPOINT, load_run_config
+    from dfdetect.training.config import load_run_config
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)

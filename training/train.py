@@ -14,31 +14,27 @@ Run folder (``runs/<preset>-<time>/``, or ``runs/<name>/`` for a named run)::
     calibration.json   temperature and decision threshold (written by evaluation)
     metrics.json, roc_<split>.png   evaluation results
 
-``runs/LATEST`` names the newest run; export takes its best checkpoint by default.
+``runs/LATEST`` names the newest run; export takes its best checkpoint by default. The file
+names, finding the latest run and reading a run's config are ``dfdetect.runs`` (export reads runs
+too).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import keras
-import yaml
 
 from dfdetect.errors import BadInputError
-from dfdetect.training.config import RunConfig, config_from_dict
+from dfdetect.runs import CHECKPOINT, CURVES, HISTORY, TRAINED, has_config, mark_latest, write_run_config
+from dfdetect.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-LATEST = "LATEST"
-CHECKPOINT = "best.keras"
-TRAINED = "trained.json"
-RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
 def new_run_dir(config: RunConfig) -> Path:
@@ -50,40 +46,6 @@ def new_run_dir(config: RunConfig) -> Path:
         run_dir = base.with_name(f"{base.name}-{n}")
     run_dir.mkdir(parents=True)
     return run_dir
-
-
-def named_run_dir(runs_dir: str | Path, name: str) -> Path:
-    """The folder of a run named by its caller (a Kubernetes Job names it after itself, so a
-    restarted pod finds the run it was in)."""
-    if not RUN_NAME.fullmatch(name):
-        raise BadInputError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 128), "
-                            "not starting with '.'")
-    return Path(runs_dir) / name
-
-
-def write_run_config(run_dir: Path, config: RunConfig) -> None:
-    """config.yaml, written whole or not at all (other workers may be reading the folder)."""
-    tmp = run_dir / ".config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, run_dir / "config.yaml")
-
-
-def latest_run(runs_dir: str | Path = "runs") -> Path:
-    """The newest run folder (as named by runs/LATEST)."""
-    marker = Path(runs_dir) / LATEST
-    if not marker.is_file():
-        raise BadInputError(f"no training run in {runs_dir}: run `dfdetect train` (or `make train`) first")
-    run = Path(runs_dir) / marker.read_text().strip()
-    if not run.is_dir():
-        raise BadInputError(f"{marker} names {run}, which does not exist")
-    return run
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise BadInputError(f"{run_dir} is not a training run (no config.yaml)")
-    return config_from_dict(yaml.safe_load(path.read_text()))
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -141,22 +103,20 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
 
     if run_dir is None:
         run_dir = new_run_dir(config)
-        write_run_config(run_dir, config)
+        write_run_config(run_dir, config.to_dict())
     else:
         run_dir = Path(run_dir)
         if (run_dir / TRAINED).is_file():
             log.info("%s has finished training (%s): nothing to resume", run_dir, (run_dir / TRAINED).read_text().strip())
             return run_dir
-        if (run_dir / "config.yaml").is_file():
+        if has_config(run_dir):
             log.info("resuming %s", run_dir)
         elif cluster.is_chief:
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_run_config(run_dir, config)
+            write_run_config(run_dir, config.to_dict())
             log.info("new run %s", run_dir)
     if cluster.is_chief:
-        tmp = Path(config.runs_dir) / f".{LATEST}.tmp"
-        tmp.write_text(run_dir.name)
-        os.replace(tmp, Path(config.runs_dir) / LATEST)
+        mark_latest(run_dir)
 
     keras.utils.set_random_seed(config.train.seed)
     strategy = choose_strategy(cluster)
@@ -177,7 +137,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
     model = build_compiled_model(config, strategy)
     writers = [  # into the run folder: the chief's alone
         keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT), monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
         EpochProgress(config.train.epochs),
     ] if cluster.is_chief else []
@@ -202,9 +162,9 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
         return run_dir
     if not (run_dir / CHECKPOINT).is_file():
         raise RuntimeError(f"training wrote no checkpoint into {run_dir}")
-    epochs_run = len((run_dir / "history.csv").read_text().splitlines()) - 1
+    epochs_run = len((run_dir / HISTORY).read_text().splitlines()) - 1
     (run_dir / TRAINED).write_text(json.dumps({"epochs": epochs_run, "of_at_most": config.train.epochs,
                                                "last_session_seconds": round(seconds, 1)}) + "\n")
-    plot_history(run_dir / "history.csv", run_dir / "curves.png")
-    log.info("best checkpoint %s; curves %s", run_dir / CHECKPOINT, run_dir / "curves.png")
+    plot_history(run_dir / HISTORY, run_dir / CURVES)
+    log.info("best checkpoint %s; curves %s", run_dir / CHECKPOINT, run_dir / CURVES)
     return run_dir
