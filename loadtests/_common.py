@@ -74,6 +74,7 @@ STATUS = "status"
 
 
 def batch_name(size: int) -> str:
+    """The request name locust reports the batch Predict of ``size`` faces under."""
     return f"predict {size} faces"
 
 
@@ -137,6 +138,8 @@ def _add_options(parser, **_):
 
 @dataclass(frozen=True)
 class Settings:
+    """The options of a run (see the module docstring), checked."""
+
     grpc_host: str
     model_name: str
     signature: str
@@ -207,6 +210,7 @@ class FaceSource:
         self._lock = threading.Lock()
 
     def load(self) -> None:
+        """Find the faces in the demo photographs, once per process."""
         with self._lock:
             if self._faces is None:
                 photos = [photo for _, photo in face_photographs()]
@@ -246,6 +250,7 @@ class Workloads:
         self._built: dict[tuple, object] = {}
 
     def get(self, key: tuple, build):
+        """What ``build()`` returns for ``key``, built on the first call only."""
         if key not in self._built:
             self._built[key] = build()
         return self._built[key]
@@ -269,6 +274,7 @@ def class_entries(stats) -> dict[str, StatsEntry]:
 
 
 def summary_row(label: str, entry: StatsEntry) -> dict:
+    """One row of the per-class figures (times in ms) from a locust statistics entry."""
     return {
         "user_class": label,
         "requests": entry.num_requests,

@@ -21,6 +21,7 @@ COLUMNS = ("user_class", "requests", "failures", "failure_ratio", "requests_per_
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
+    """Write the per-class rows as CSV at ``path``, creating its folder; the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -31,6 +32,7 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The rows of a per-class CSV, figures as floats; ValueError when it lacks a column."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or set(COLUMNS) - set(rows[0]):
@@ -39,6 +41,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def format_rows(rows: list[dict]) -> str:
+    """The rows as a text table: requests, failures, requests/s and percentiles in ms."""
     header = (f"{'user class':<12} {'requests':>9} {'failures':>15} {'req/s':>8} "
               f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     lines = [header, "-" * len(header)]
@@ -50,6 +53,8 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the per-class figures of the run with the --csv prefix given; 1 when they are missing or
+    unreadable, 2 for a wrong usage."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python loadtests/_summary.py CSV_PREFIX   (the --csv prefix of the locust run)", file=sys.stderr)

@@ -45,6 +45,7 @@ class GrpcUser(User):
     wait_time = _common.think_time
 
     def on_start(self):
+        """Read the options, open the channel and read the model's metadata."""
         self.options = _common.settings(self.environment)
         self.channel = grpc.insecure_channel(self.options.grpc_host, [
             ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)])
@@ -130,6 +131,7 @@ class GrpcUser(User):
 
     @task(6)
     def predict_one_face(self):
+        """Predict with one face crop (the next of the prepared ones)."""
         if self._ready():
             singles, _ = self.workload
             self.turn = (self.turn + 1) % len(singles)
@@ -137,6 +139,7 @@ class GrpcUser(User):
 
     @task(3)
     def predict_batch(self):
+        """Predict with the batch of ``--batch-size`` crops."""
         if self._ready():
             _, batch = self.workload
             self._call(_common.batch_name(self.options.batch_size), self.predictions.Predict, batch,
@@ -144,8 +147,10 @@ class GrpcUser(User):
 
     @task(1)
     def metadata(self):
+        """GetModelMetadata of the model."""
         self._call(_common.METADATA, self.predictions.GetModelMetadata, self.metadata_request)
 
     @task(1)
     def status(self):
+        """GetModelStatus of the model."""
         self._call(_common.STATUS, self.models.GetModelStatus, self.status_request)

@@ -56,6 +56,7 @@ class RestUser(FastHttpUser):
         super().__init__(environment)
 
     def on_start(self):
+        """Read the options and the model's metadata."""
         self.options = _common.settings(self.environment)
         self.model_path = f"/v1/models/{quote(self.options.model_name, safe='')}"
         self.workload = None
@@ -126,6 +127,7 @@ class RestUser(FastHttpUser):
 
     @task(6)
     def predict_one_face(self):
+        """POST ``:predict`` with one face crop (the next of the prepared ones)."""
         if self._ready():
             singles, _ = self.workload
             self.turn = (self.turn + 1) % len(singles)
@@ -133,14 +135,17 @@ class RestUser(FastHttpUser):
 
     @task(3)
     def predict_batch(self):
+        """POST ``:predict`` with the batch of ``--batch-size`` crops."""
         if self._ready():
             _, batch = self.workload
             self._predict(_common.batch_name(self.options.batch_size), batch, self.options.batch_size)
 
     @task(1)
     def metadata(self):
+        """GET the model's metadata (``/v1/models/NAME/metadata``)."""
         self._get(_common.METADATA, f"{self.model_path}/metadata")
 
     @task(1)
     def status(self):
+        """GET the model's status (``/v1/models/NAME``)."""
         self._get(_common.STATUS, self.model_path)

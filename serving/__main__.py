@@ -9,6 +9,7 @@ from dfdetect.serving.server import ServerOptions, add_server_flags, serve
 
 
 def main(argv=None) -> int:
+    """Run the server with tensorflow_model_server's flags; the exit status (2 after printing a DfdetectError)."""
     parser = argparse.ArgumentParser(prog="python -m dfdetect.serving",
                                      description="Local drop-in for tensorflow_model_server.")
     add_server_flags(parser)

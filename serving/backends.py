@@ -31,17 +31,22 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """One input or output of a signature: its alias, dtype and shape (None for a free dimension)."""
+
     alias: str
     dtype: tf.DType
     shape: tuple[int | None, ...] | None  # None: unknown rank
 
     @property
     def batched(self) -> bool:
+        """Whether the leading (batch) dimension is free, so requests' rows can be concatenated."""
         return bool(self.shape) and self.shape[0] is None
 
 
 @dataclass
 class Signature:
+    """A signature's inputs and outputs by alias, with the SignatureDef proto they were read from."""
+
     name: str
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
@@ -84,6 +89,7 @@ class Runner:
     signatures: dict[str, Signature]
 
     def run(self, signature: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Run ``signature`` on ``inputs`` (alias -> array); the ``outputs`` named, as arrays."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -184,6 +190,9 @@ def onnx_path(version_path: str) -> str:
 
 
 class OnnxRunner(Runner):
+    """A version's ONNX twin on onnxruntime (CPU) as the ``serving_default`` signature;
+    FileNotFoundError when the version has no twin."""
+
     def __init__(self, version_path: str, threads: int = 0):
         import onnxruntime as ort
 
@@ -220,6 +229,7 @@ BACKENDS = ("tf", "onnx")
 
 
 def load_runner(backend: str, version_path: str) -> Runner:
+    """The runner of a version folder for ``backend`` (``tf`` or ``onnx``); ValueError for any other."""
     if backend == "tf":
         return saved_model_runner(version_path)
     if backend == "onnx":

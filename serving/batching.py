@@ -38,6 +38,8 @@ class BatchingOptions:
     pad_variable_length_inputs: bool = False
 
     def validate(self) -> None:
+        """ValueError for a size, thread count or timeout out of range, or allowed_batch_sizes not
+        increasing up to max_batch_size."""
         if self.max_batch_size < 1 or self.num_batch_threads < 1 or self.max_enqueued_batches < 1:
             raise ValueError("max_batch_size, num_batch_threads and max_enqueued_batches must be positive")
         if self.batch_timeout_micros < 0:
@@ -80,9 +82,12 @@ class BatchQueue:
 
     @property
     def depth(self) -> int:
+        """Requests waiting in the queue (requests, not rows)."""
         return len(self._tasks)
 
     def submit(self, inputs: dict[str, np.ndarray]) -> Future:
+        """Queue one request's inputs; a Future of its rows of the outputs. INVALID_ARGUMENT for a bad
+        batch, RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE once it is closing."""
         rows = {len(v) for v in inputs.values()}
         if len(rows) != 1:
             raise invalid(f"batched inputs must share their first dimension, got sizes {sorted(rows)}")

@@ -6,6 +6,7 @@ from dfdetect.cliformat import HelpFormatter
 
 
 def add_serve_parser(sub) -> None:
+    """Add ``serve`` to the subcommands, with the server's flags."""
     from dfdetect.serving.server import add_server_flags
 
     p = sub.add_parser(
@@ -20,6 +21,7 @@ def add_serve_parser(sub) -> None:
 
 
 def run_serve_command(args) -> int:
+    """Run the model server with the parsed flags until SIGTERM or SIGINT; the exit status."""
     from dfdetect.serving.server import ServerOptions, serve
 
     return serve(ServerOptions.from_args(args))

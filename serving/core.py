@@ -30,6 +30,8 @@ class Spec:
 
 @dataclass
 class PredictResult:
+    """What answered a predict (model, version, signature) and its outputs by alias."""
+
     name: str
     version: int
     signature: str
@@ -55,6 +57,8 @@ def check_input(spec: TensorSpec, value: np.ndarray, shape: bool = True) -> np.n
 
 
 class ServingCore:
+    """Predict, metadata, status and config reload over the model manager, within the request limits."""
+
     def __init__(self, manager: ModelManager, metrics=None, check_method_names: bool = False,
                  limits: RequestLimits | None = None):
         self.manager = manager
@@ -161,6 +165,8 @@ class ServingCore:
             return spec.name, loaded.version, {name: s.proto for name, s in loaded.signatures.items()}
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
+        """The model's version states, newest first (one version's, or a label's); NOT_FOUND when there
+        are none, INVALID_ARGUMENT for an unknown label."""
         return self.manager.status(name, version, label)
 
     def reload_config(self, config) -> None:

@@ -78,6 +78,8 @@ def _started(state: Path, name: str, what: str, process: subprocess.Popen, log: 
 
 
 def up(args) -> int:
+    """Start the model server, then the web page, each unless it already runs; 0 once both answer,
+    2 without model versions, 1 when one did not start."""
     state = Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     pid = _pid(state, "serve")
@@ -145,6 +147,7 @@ def down(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run ``up`` or ``down`` with the flags in ``argv`` (model server flags after ``--``); the exit status."""
     p = argparse.ArgumentParser(prog="python -m dfdetect.serving.deploy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["up", "down"])

@@ -28,11 +28,14 @@ def _abort(context, error: ServingError):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """TensorFlow Serving's PredictionService over the core (``tensor_content``: outputs as raw bytes)."""
+
     def __init__(self, core: ServingCore, tensor_content: bool = False):
         self.core = core
         self.tensor_content = tensor_content
 
     def Predict(self, request, context):
+        """PredictionService.Predict: run a signature on the request's tensors."""
         try:
             spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
             result = self.core.predict(spec, dict(request.inputs), list(request.output_filter), api="grpc")
@@ -47,6 +50,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def GetModelMetadata(self, request, context):
+        """PredictionService.GetModelMetadata: the version's SignatureDefs (``signature_def`` only)."""
         try:
             fields = list(request.metadata_field)
             if not fields:
@@ -93,12 +97,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Classify(self, request, context):
+        """PredictionService.Classify: tf.Examples through a classification signature."""
         return self._infer(request, context, inference.classify, classification_pb2.ClassificationResponse())
 
     def Regress(self, request, context):
+        """PredictionService.Regress: tf.Examples through a regression signature."""
         return self._infer(request, context, inference.regress, regression_pb2.RegressionResponse())
 
     def MultiInference(self, request, context):
+        """PredictionService.MultiInference: Classify and Regress tasks of one model on the same examples."""
         try:
             if not request.tasks:
                 raise invalid("Inference request must have at least one task")
@@ -128,10 +135,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """TensorFlow Serving's ModelService over the core: version status and config reload."""
+
     def __init__(self, core: ServingCore):
         self.core = core
 
     def GetModelStatus(self, request, context):
+        """ModelService.GetModelStatus: the states of the model's versions."""
         try:
             spec = protos.spec_from_proto(request.model_spec, request.HasField("model_spec"))
             states = self.core.status(spec.name, spec.version, spec.label)
@@ -140,6 +150,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return protos.status_response(states)
 
     def HandleReloadConfigRequest(self, request, context):
+        """ModelService.HandleReloadConfigRequest: serve a new ModelServerConfig; a failure is
+        answered in the response's status and as the call's status."""
         response = model_management_pb2.ReloadConfigResponse()
         try:
             self.core.reload_config(request.config)
@@ -177,6 +189,7 @@ class GrpcServer:
         self.server.start()
 
     def set_serving(self, serving: bool) -> None:
+        """Set the health status (SERVING or NOT_SERVING) of the server and both TensorFlow Serving services."""
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
             self.health.set(service, status)

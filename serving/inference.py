@@ -22,6 +22,8 @@ INPUTS, CLASSES, SCORES, OUTPUTS = "inputs", "classes", "scores", "outputs"
 
 @dataclass
 class Classification:
+    """A Classify answer: the model spec that answered, and per example its classes and/or scores."""
+
     name: str
     version: int
     signature: str
@@ -38,6 +40,8 @@ class Classification:
 
 @dataclass
 class Regression:
+    """A Regress answer: the model spec that answered, and one value per example."""
+
     name: str
     version: int
     signature: str
@@ -69,6 +73,8 @@ def _check(core: ServingCore, sig, method: str, what: str) -> None:
 
 
 def classify(core: ServingCore, spec: Spec, examples: list[bytes], api: str = "grpc") -> Classification:
+    """Serialized tf.Examples through a classification signature; INVALID_ARGUMENT when the signature
+    or its outputs do not fit."""
     def outputs_of(sig):
         _check(core, sig, CLASSIFY, "classification")
         wanted = [name for name in (CLASSES, SCORES) if name in sig.outputs]
@@ -87,6 +93,8 @@ def classify(core: ServingCore, spec: Spec, examples: list[bytes], api: str = "g
 
 
 def regress(core: ServingCore, spec: Spec, examples: list[bytes], api: str = "grpc") -> Regression:
+    """Serialized tf.Examples through a regression signature; INVALID_ARGUMENT when the signature or
+    its output does not fit."""
     def outputs_of(sig):
         _check(core, sig, REGRESS, "regression")
         if OUTPUTS not in sig.outputs:

@@ -45,16 +45,20 @@ def wrong_dtype(alias: str, expected: tf.DType, got: str):
 
 @dataclass(frozen=True)
 class RequestLimits:
+    """The most one request may carry: rows, bytes of its decoded tensors, pixels an image declares."""
+
     max_batch: int = DEFAULT_MAX_BATCH
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     max_image_pixels: int = DEFAULT_MAX_PIXELS
 
     def check_batch(self, alias: str, rows: int) -> None:
+        """INVALID_ARGUMENT when an input has more than ``max_batch`` rows."""
         if rows > self.max_batch:
             raise invalid(f"Task size {rows} is larger than maximum input batch size {self.max_batch} "
                           f"(input {alias}; --max_request_batch_size)")
 
     def check_bytes(self, total: int) -> None:
+        """RESOURCE_EXHAUSTED when the request's tensors would take more than ``max_tensor_bytes`` decoded."""
         if total > self.max_tensor_bytes:
             raise exhausted(f"The request's tensors would take {total} bytes, more than the limit of "
                             f"{self.max_tensor_bytes} bytes (--max_request_tensor_bytes)")
@@ -108,6 +112,7 @@ class RequestLimits:
 
     @staticmethod
     def check_range(alias: str, values: np.ndarray, dtype: tf.DType) -> None:
+        """INVALID_ARGUMENT when an integer value does not fit ``dtype``."""
         low, high = int(values.min()), int(values.max())
         if low < dtype.min or high > dtype.max:
             bad = low if low < dtype.min else high

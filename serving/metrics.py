@@ -28,8 +28,10 @@ class ServerMetrics:
                                      ["model"], registry=self.registry)
 
     def observe(self, model: str, signature: str, api: str, status: str, seconds: float) -> None:
+        """Count one request by model, signature, API and status, and record its latency in seconds."""
         self.requests.labels(model=model, signature=signature, api=api, status=status).inc()
         self.latency.labels(model=model, signature=signature, api=api).observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
+        """The metrics in Prometheus' text format, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -73,6 +73,8 @@ def settings_from_config(config) -> list[ModelSettings]:
 
 @dataclass
 class VersionState:
+    """One version's lifecycle state, its last load error and retries, and its LoadedVersion while loaded."""
+
     version: int
     state: str
     error: str = ""
@@ -100,9 +102,11 @@ class LoadedVersion:
 
     @property
     def signatures(self) -> dict[str, Signature]:
+        """The runner's signatures by name."""
         return self.runner.signatures
 
     def queue_depth(self) -> int:
+        """Requests waiting in this version's batch queues."""
         return sum(q.depth for q in self._queues.values())
 
     def batches(self, signature: str) -> bool:
@@ -110,6 +114,7 @@ class LoadedVersion:
         return signature in self._queues
 
     def run(self, signature: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Run a signature, through its batch queue when it has one; the outputs named."""
         queue = self._queues.get(signature)
         if queue is None:
             return self.runner.run(signature, inputs, outputs)
@@ -117,20 +122,24 @@ class LoadedVersion:
         return {k: result[k] for k in outputs}
 
     def enter(self) -> None:
+        """Count a request in flight (the version is not released while any is)."""
         with self._idle:
             self._inflight += 1
 
     def leave(self) -> None:
+        """Count a request done; at none in flight, wake ``wait_idle``."""
         with self._idle:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no request is in flight (at most ``timeout`` s); whether that happened."""
         with self._idle:
             return self._idle.wait_for(lambda: self._inflight == 0, timeout)
 
     def close(self) -> None:
+        """Stop the batch queues (what is queued runs first) and release the runner."""
         for q in self._queues.values():
             q.close()
         self.runner.close()
@@ -199,6 +208,7 @@ def list_versions(base_path: str) -> dict[int, str]:
 
 
 def aspired(settings: ModelSettings, on_disk: list[int]) -> set[int]:
+    """The versions the policy serves out of those on disk (ascending): all, the listed ones, or the latest N."""
     if settings.policy == "all":
         return set(on_disk)
     if settings.policy == "specific":
@@ -207,6 +217,8 @@ def aspired(settings: ModelSettings, on_disk: list[int]) -> set[int]:
 
 
 class ModelManager:
+    """The versions of every configured model: loaded, served and unloaded as the disk and the config change."""
+
     def __init__(self, models: list[ModelSettings], backend: str = "tf", batching: BatchingOptions | None = None,
                  metrics=None, *, load_retries: int = 5, retry_interval: float = 60.0, warmup_iterations: int = 1):
         self.settings = {m.name: m for m in models}
@@ -406,6 +418,8 @@ class ModelManager:
             loaded.leave()
 
     def signature(self, loaded: LoadedVersion, name: str) -> Signature:
+        """A version's signature by name (``serving_default`` when empty); FAILED_PRECONDITION when it
+        has no such signature."""
         name = name or "serving_default"
         sig = loaded.signatures.get(name)
         if sig is None:
@@ -413,6 +427,8 @@ class ModelManager:
         return sig
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
+        """The model's version states, newest first (one version's, or a label's); NOT_FOUND when there
+        are none, INVALID_ARGUMENT for an unknown label."""
         if name not in self.settings:
             raise not_found(f"Could not find any versions of model {name}")
         settings = self.settings[name]
@@ -431,6 +447,7 @@ class ModelManager:
             return [VersionState(s.version, s.state, s.error) for s in states]
 
     def queue_depth(self) -> int:
+        """Requests waiting in the batch queues of every loaded version."""
         with self._lock:
             return sum(s.loaded.queue_depth() for states in self._states.values() for s in states.values()
                        if s.loaded is not None)

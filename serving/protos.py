@@ -18,6 +18,7 @@ _STATE = get_model_status_pb2.ModelVersionStatus.State
 
 
 def spec_from_proto(model_spec: model_pb2.ModelSpec, present: bool = True) -> Spec:
+    """A request's ModelSpec as a Spec; INVALID_ARGUMENT when the request has none (``present`` False)."""
     if not present:
         raise invalid("Missing ModelSpec")
     choice = model_spec.WhichOneof("version_choice")
@@ -54,6 +55,7 @@ def array_to_tensor(value: np.ndarray, tensor_content: bool = False):
 
 
 def status_response(states: list[VersionState]) -> get_model_status_pb2.GetModelStatusResponse:
+    """Version states as a GetModelStatusResponse (error code UNKNOWN for a failed load)."""
     response = get_model_status_pb2.GetModelStatusResponse()
     for st in states:
         entry = response.model_version_status.add(version=st.version, state=_STATE.Value(st.state))
@@ -71,6 +73,7 @@ def signature_map(signature_defs) -> get_model_metadata_pb2.SignatureDefMap:
 
 
 def metadata_response(name: str, version: int, signature_defs) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """A GetModelMetadataResponse carrying the version's SignatureDefs."""
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     response.model_spec.name = name
     response.model_spec.version.value = version
@@ -85,5 +88,6 @@ def to_json(message) -> dict:
 
 
 def metadata_json(name: str, version: int, signature_defs) -> dict:
+    """The REST API's metadata answer: the model spec and its SignatureDefs as JSON."""
     return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
             "metadata": {"signature_def": to_json(signature_map(signature_defs))}}

@@ -195,6 +195,8 @@ def _jsonable(name: str, array: np.ndarray):
 
 
 def render_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict:
+    """Outputs as the REST answer: columnar ``outputs``, or with ``row`` per-instance ``predictions``
+    (INVALID_ARGUMENT when their batch sizes differ)."""
     names = sorted(outputs)
     if not row:
         if len(names) == 1:
@@ -282,6 +284,7 @@ class RestHandler:
         self.metrics_path = metrics_path if metrics is not None else None
 
     def handle(self, method: str, path: str, body: bytes) -> Response:
+        """Answer one request: (status, body, content type); errors as ``{"error": ...}``, a bug as 500."""
         try:
             if self.metrics_path and path == self.metrics_path and method == "GET":
                 data, content_type = self.metrics.exposition()
@@ -474,6 +477,7 @@ class RestServer:
                                         daemon=True)
 
     def start(self) -> None:
+        """Start uvicorn in its thread and wait until it listens; OSError when it does not within 30 s."""
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._uvicorn.started:

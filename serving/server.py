@@ -125,6 +125,8 @@ def grpc_channel_arguments(text: str) -> list[tuple[str, object]]:
 
 @dataclass
 class ServerOptions:
+    """The server's options by flag name: tensorflow_model_server's, and ours."""
+
     port: int = GRPC_PORT
     rest_api_port: int = REST_PORT
     host: str = "0.0.0.0"
@@ -159,6 +161,7 @@ class ServerOptions:
 
     @classmethod
     def from_args(cls, args) -> "ServerOptions":
+        """The options from parsed flags, noting the ignored flags given a value other than their default."""
         ignored = tuple(name for name, (_, default) in IGNORED_FLAGS.items() if getattr(args, name) != default)
         values = {k: getattr(args, k) for k in cls.__dataclass_fields__ if k != "ignored_flags"}
         return cls(**values, ignored_flags=ignored)
@@ -179,6 +182,7 @@ def model_settings(options: ServerOptions):
 
 
 def models_in_config_file(path: str):
+    """The models a --model_config_file lists; BadInputError when it lists none or cannot be served."""
     from dfdetect.serving.config import read_model_server_config
     from dfdetect.serving.models import settings_from_config
 
@@ -192,6 +196,8 @@ def models_in_config_file(path: str):
 
 
 def batching_options(options: ServerOptions):
+    """The batching options (--batching_parameters_file over the defaults), None without --enable_batching;
+    BadInputError when they do not validate."""
     from dfdetect.serving.batching import BatchingOptions
     from dfdetect.serving.config import read_batching_parameters
 
@@ -213,6 +219,7 @@ def batching_options(options: ServerOptions):
 
 
 def request_limits(options: ServerOptions, batching):
+    """The request limits; rows: --max_request_batch_size, else batching's max_batch_size, else 256."""
     from dfdetect.serving.limits import DEFAULT_MAX_BATCH, RequestLimits
 
     batch = options.max_request_batch_size or (batching.max_batch_size if batching else DEFAULT_MAX_BATCH)
@@ -221,6 +228,7 @@ def request_limits(options: ServerOptions, batching):
 
 
 def monitoring_path(options: ServerOptions) -> str | None:
+    """The Prometheus metrics path from --monitoring_config_file, or None when metrics are off."""
     from dfdetect.serving.config import DEFAULT_PROMETHEUS_PATH, read_monitoring_config
 
     if not options.monitoring_config_file:
@@ -269,6 +277,7 @@ class ModelServer:
         self._config_poller: threading.Thread | None = None
 
     def start(self) -> "ModelServer":
+        """Load the models (returns once the first load is done), then open gRPC and REST; returns self."""
         from dfdetect.serving.grpc_api import GrpcServer
         from dfdetect.serving.rest_api import RestServer
 
@@ -313,10 +322,12 @@ class ModelServer:
 
     @property
     def grpc_port(self) -> int:
+        """The gRPC port bound (the one picked when --port is 0)."""
         return self.grpc.port
 
     @property
     def rest_port(self) -> int:
+        """The REST port bound (the one picked when --rest_api_port is 0)."""
         return self.rest.port
 
     def stop(self) -> None:

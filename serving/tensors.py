@@ -18,6 +18,8 @@ RAW_DTYPES = {tf.as_dtype(t).as_datatype_enum: np.dtype(t) for t in (
 
 
 def tensor_to_array(alias: str, proto) -> np.ndarray:
+    """A request's TensorProto as an array (raw ``tensor_content`` without a copy); INVALID_ARGUMENT
+    when it does not parse."""
     dtype = RAW_DTYPES.get(proto.dtype)
     if dtype is not None and proto.tensor_content and not proto.tensor_shape.unknown_rank:
         shape = [d.size for d in proto.tensor_shape.dim]

@@ -62,6 +62,8 @@ UNSUPPORTED_MEDIA = 415
 # --- the API's schema ---------------------------------------------------------------------------
 
 class FaceOut(BaseModel):
+    """One face found in a frame, with its score."""
+
     box: list[int] = Field(description="x, y, width, height in the frame's original pixels")
     confidence: float = Field(description="the face detector's confidence")
     fake_probability: float = Field(description="the model's probability that this face is fake")
@@ -72,6 +74,8 @@ class FaceOut(BaseModel):
 
 
 class FrameOut(BaseModel):
+    """One sampled frame and the faces in it."""
+
     index: int = Field(description="frame number in the video (0 for an image)")
     timestamp: float = Field(description="seconds from the start")
     fake_probability: float | None = Field(None, description="the frame's most suspicious face; absent without a face")
@@ -79,6 +83,8 @@ class FrameOut(BaseModel):
 
 
 class TrackOut(BaseModel):
+    """One person across the frames, with the verdict on their face."""
+
     id: int = Field(description="0, 1, ... in the order the people appear")
     verdict: str = Field(description="fake or real, for this person's face")
     fake_probability: float = Field(description="this person's faces combined by the video strategy")
@@ -88,6 +94,8 @@ class TrackOut(BaseModel):
 
 
 class AnalyzeResult(BaseModel):
+    """The answer of POST /api/analyze: the verdict on the upload, per person and per frame."""
+
     source: str = Field(description="the uploaded file's name")
     kind: str = Field(description="image or video")
     verdict: str = Field(description="fake, real or no_face")
@@ -103,15 +111,20 @@ class AnalyzeResult(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    """What went wrong: a gRPC status name and a message."""
+
     status: str = Field(description="a gRPC status name, e.g. INVALID_ARGUMENT")
     message: str
 
 
 class ErrorBody(BaseModel):
+    """The body of every error answer: ``{"error": {"status": ..., "message": ...}}``."""
+
     error: ErrorDetail
 
 
 def error_response(http_status: int, status: str, message: str) -> JSONResponse:
+    """An error answer: ``http_status`` with the body ``{"error": {"status": ..., "message": ...}}``."""
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=http_status)
 
 
@@ -131,6 +144,7 @@ def public_message(message: str, server: str = "") -> str:
 
 
 def client_error_response(error: ClientError, server: str = "") -> JSONResponse:
+    """A ClientError as an error answer: the HTTP status for its gRPC status, the message fit for users."""
     http_status = GATEWAY_STATUS.get(error.status, GATEWAY_DEFAULT)
     return error_response(http_status, error.status, public_message(error.message, server))
 
@@ -138,11 +152,15 @@ def client_error_response(error: ClientError, server: str = "") -> JSONResponse:
 # --- the upload limit ---------------------------------------------------------------------------
 
 class UploadTooLarge(StarletteHTTPException):
+    """The upload passed the limit while it streamed in: 413."""
+
     def __init__(self):
         super().__init__(status_code=413, detail="upload too large")
 
 
 class UploadTooSlow(StarletteHTTPException):
+    """The upload stalled or took too long to arrive: 408."""
+
     def __init__(self, detail: str):
         super().__init__(status_code=408, detail=detail)
 
@@ -208,6 +226,7 @@ class UploadLimit:
 
 
 def too_large_message(limit: int) -> str:
+    """The 413 message, with the limit (in bytes) given in MB."""
     return f"the upload is larger than the limit of {round(limit / MB, 3):g} MB"
 
 
@@ -236,12 +255,14 @@ class ClientHolder:
         return client
 
     def get(self):
+        """The shared client, connected on the first call (and on the first call after ``close``)."""
         with self._lock:
             if self._client is None:
                 self._client = self._factory()
             return self._client
 
     def close(self) -> None:
+        """Close the client; the next ``get`` connects afresh."""
         with self._lock:
             if self._client is not None:
                 self._client.close()

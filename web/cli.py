@@ -43,6 +43,7 @@ _HELP = {
 
 
 def add_web_parser(sub) -> None:
+    """Add ``web`` to the subcommands: a flag per WebSettings field, its default from DFDETECT_WEB_<FLAG>."""
     p = sub.add_parser(
         "web", help="the web page: upload an image or a video, see the verdict, the faces and the timeline",
         description="Serve the dfdetect web page and its JSON API (POST /api/analyze; schema at /openapi.json) "
@@ -63,6 +64,7 @@ def add_web_parser(sub) -> None:
 
 
 def run_web_command(args) -> int:
+    """Serve the page and its API until SIGTERM; 0 then, SystemExit naming the problem for bad settings."""
     import uvicorn
 
     from dfdetect.web.app import create_app

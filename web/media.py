@@ -17,6 +17,8 @@ HEAD_BYTES = 16  # enough for every signature below
 
 @dataclass(frozen=True)
 class MediaType:
+    """A recognised upload: image or video, its format's name, and the suffix it is stored under."""
+
     kind: str    # "image" or "video"
     name: str    # what people call it
     suffix: str  # a suffix the client's decoders accept for it

@@ -39,9 +39,11 @@ class WebSettings:
 
     @property
     def max_upload_bytes(self) -> int:
+        """``max_upload_mb`` in bytes."""
         return int(self.max_upload_mb * MB)
 
     def validate(self) -> "WebSettings":
+        """The settings when every one is in range; else ValueError listing each problem."""
         problems = []
         if not 0 < self.port < 65536:
             problems.append(f"port must be in 1..65535, got {self.port}")
