@@ -6,6 +6,7 @@ pinned in [build-system] requires, and writes them beside their .proto files, wh
 wheel and an editable install find them (tests/test_wire.py checks they match the .proto files).
 """
 
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -29,6 +30,10 @@ def compile_protos() -> None:
 class BuildWithProtos(build_py):
     def run(self):
         compile_protos()
+        # setuptools copies into build/lib/ without emptying it: a module moved or removed since
+        # the last build would ship again. Every build starts from an empty folder.
+        if not self.editable_mode and Path(self.build_lib).is_dir():
+            shutil.rmtree(self.build_lib)
         super().run()
 
 

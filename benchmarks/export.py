@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         gc.collect()
 
         size = int(result.card["crop_size"])
-        crops = sample_crops(config, size)
+        crops = sample_crops(config.data.prepared, size)
         tf_model = LoadedModel(result.path)
         engines = {"tensorflow": tf_model.pixels}
         if onnx_file is not None:

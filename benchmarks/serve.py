@@ -449,12 +449,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_crops(runs_dir: str, size: int) -> tuple[np.ndarray, str]:
     """Face crops of the latest run (its prepared data), or random pixels without a run."""
     from dfdetect.export.exporter import sample_crops
-    from dfdetect.runs import latest_run
-    from dfdetect.training.config import load_run_config
+    from dfdetect.runs import latest_run, read_run_config
 
     try:
         run_dir = latest_run(runs_dir)
-        crops = sample_crops(load_run_config(run_dir), size, CROPS)
+        crops = sample_crops(read_run_config(run_dir)["data"]["prepared"], size, CROPS)
         return crops, f"sample crops of run {run_dir}"
     except DfdetectError as e:
         log.warning("no crops from a training run (%s): using random pixels", e)

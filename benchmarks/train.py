@@ -191,11 +191,12 @@ def run(args: argparse.Namespace) -> int:
 
     import keras
 
+    from dfdetect.prepared import load_manifest, split_files
     from dfdetect.training import data
     from dfdetect.training.distributed import choose_strategy
 
-    manifest = data.load_manifest(config.data.prepared)
-    split = data.split_files(config.data.prepared, manifest, "train")
+    manifest = load_manifest(config.data.prepared)
+    split = split_files(config.data.prepared, manifest, "train")
     size, batch_size, seed = config.model.image_size, config.data.batch_size, config.train.seed
     keras.utils.set_random_seed(seed)
     strategy = choose_strategy()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dfdetect.client.transport import LOAD_BALANCING
 from dfdetect.cliformat import HelpFormatter
-from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT
+from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT
 from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, STRATEGIES
 from dfdetect.faces.detection import BACKENDS, DEFAULT_BACKEND, DEFAULT_ENHANCE, ENHANCEMENTS
 from dfdetect.faces.frames import DEFAULT_FRAMES, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -145,20 +145,10 @@ def _client(args):
         raise
 
 
-def use_local_model_card(client, model_repository, model_name: str) -> bool:
-    """Use the card of the answering version from a local model repository, when it is there
-    (TensorFlow Serving does not serve model cards). True when a card was found."""
-    folder = Path(model_repository) / model_name / str(client.model_version)
-    if (folder / MODEL_CARD_FILE).is_file():
-        client.use_model_card(folder)
-        return True
-    return False
-
-
 def _local_model_card(args, client) -> None:
     """Against the local deployment, the card of the answering version, from the local repository."""
     if args.model_card is None and args.server is None:
-        use_local_model_card(client, args.model_repository, args.model_name)
+        client.use_repository_card(args.model_repository, args.model_name)
 
 
 def run_predict_command(args) -> int:

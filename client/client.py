@@ -463,6 +463,15 @@ class DeepfakeClient:
             self._apply_settings()
         self._check_card()
 
+    def use_repository_card(self, model_repository: str | os.PathLike, model_name: str | None = None) -> bool:
+        """Use the card of the answering version from a local model repository when it is there
+        (TensorFlow Serving does not serve model cards). True when a card was found."""
+        folder = Path(model_repository) / (model_name or self.metadata.name) / str(self.metadata.version)
+        if not (folder / MODEL_CARD_FILE).is_file():
+            return False
+        self.use_model_card(folder)
+        return True
+
     def _check_card(self) -> None:
         card = self._card
         if card is None:

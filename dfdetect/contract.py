@@ -40,3 +40,4 @@ DEFAULT_CROP_MARGIN: Final = 0.3
 # Ports of TensorFlow Serving, kept by the local server.
 GRPC_PORT: Final = 8500
 REST_PORT: Final = 8501
+WEB_PORT: Final = 8080  # the web page and its API (dfdetect web)

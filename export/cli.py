@@ -7,17 +7,12 @@ import logging
 from dfdetect.cliformat import HelpFormatter
 from dfdetect.contract import DEFAULT_MODEL_NAME
 from dfdetect.errors import BadInputError
+from dfdetect.modelsconfig import DEFAULT_MODELS_CONFIG  # a path: no TensorFlow Serving protos imported
 
 log = logging.getLogger(__name__)
 
 
 def add_export_parser(sub) -> None:
-    from importlib.resources import files
-
-    # serving/models.config, found without importing serving.config (TensorFlow Serving's protos):
-    # the parser is built in every install, the thin client's too.
-    DEFAULT_MODELS_CONFIG = files("dfdetect.serving") / "models.config"
-
     p = sub.add_parser(
         "export",
         help="publish a trained run as the next SavedModel version (+ verified ONNX twin)",
@@ -85,7 +80,7 @@ def parse_assignments(items: list[str]) -> dict[str, int]:
 
 def run_label_command(args) -> int:
     from dfdetect.export.repository import ModelRepository
-    from dfdetect.serving.config import set_version_labels
+    from dfdetect.modelsconfig import set_version_labels
 
     labels = parse_assignments(args.assignments)
     versions = ModelRepository(args.model_repository, args.model_name).versions()

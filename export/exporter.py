@@ -34,7 +34,7 @@ from dfdetect.contract import (DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, INPUT_BY
 from dfdetect.errors import BadInputError, DfdetectError
 from dfdetect.export import onnx_twin
 from dfdetect.export.repository import ModelRepository, join
-from dfdetect.serving.config import DEFAULT_MODELS_CONFIG, version_labels
+from dfdetect.modelsconfig import DEFAULT_MODELS_CONFIG, version_labels
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +65,20 @@ def _git_revision() -> str:
         return "unknown"
 
 
-def sample_crops(config, size: int, count: int = 16) -> np.ndarray:
-    """Face crops to check the export with: from the run's prepared data where it is still
+def sample_crops(prepared: str | Path, size: int, count: int = 16) -> np.ndarray:
+    """Face crops to check the export with: from the run's prepared data folder where it is still
     there (real faces make outputs vary), plus generated ones for the extremes."""
-    from dfdetect.training import data
+    from dfdetect.prepared import evaluation_dataset, load_manifest, split_files
 
     crops = []
     try:
-        manifest = data.load_manifest(config.data.prepared)
+        manifest = load_manifest(prepared)
         for split in ("test", "val", "train"):
             try:
-                files = data.split_files(config.data.prepared, manifest, split, need_both_classes=False)
+                files = split_files(prepared, manifest, split, need_both_classes=False)
             except BadInputError:
                 continue
-            for images, _ in data.evaluation_dataset(files, size, count).take(1):
+            for images, _ in evaluation_dataset(files, size, count).take(1):
                 crops.extend(images.numpy())
             break
     except BadInputError:
@@ -130,12 +130,12 @@ def validate_savedmodel(path: str, model, temperature: float, crops: np.ndarray)
 
 
 def _load_run(run_dir: Path):
+    """The run's saved config (as data), its best checkpoint loaded, its calibration and metrics."""
     import keras
 
-    from dfdetect.runs import CALIBRATION, CHECKPOINT, METRICS
-    from dfdetect.training.config import load_run_config
+    from dfdetect.runs import CALIBRATION, CHECKPOINT, METRICS, read_run_config
 
-    config = load_run_config(run_dir)
+    config = read_run_config(run_dir)
     checkpoint = run_dir / CHECKPOINT
     if not checkpoint.is_file():
         raise BadInputError(f"{run_dir} has no {CHECKPOINT}: the run did not finish an epoch")
@@ -150,13 +150,13 @@ def _load_run(run_dir: Path):
     return config, model, calibration, metrics
 
 
-def _dataset_facts(config) -> tuple[dict, float]:
+def _dataset_facts(prepared: str) -> tuple[dict, float]:
     """What the model card says of the data, and the crop margin the crops were cut with."""
-    path = Path(config.data.prepared) / "manifest.json"
+    path = Path(prepared) / "manifest.json"
     if not path.is_file():
-        return {"prepared": config.data.prepared}, DEFAULT_CROP_MARGIN
+        return {"prepared": prepared}, DEFAULT_CROP_MARGIN
     manifest = json.loads(path.read_text())
-    facts = {"prepared": config.data.prepared, **manifest.get("dataset", {}),
+    facts = {"prepared": prepared, **manifest.get("dataset", {}),
              "splits": {s: {"videos": e["videos"], "faces": e["faces"]} for s, e in manifest.get("splits", {}).items()},
              "preparation": manifest.get("settings", {}), "detector": manifest.get("detector")}
     return facts, float(manifest.get("settings", {}).get("margin", DEFAULT_CROP_MARGIN))
@@ -186,7 +186,8 @@ def export_run(run_dir: str | Path, repository: str = "model_repository", model_
 
     size = crop_size(model)
     temperature = float(calibration["temperature"])
-    crops = sample_crops(config, size)
+    prepared = config["data"]["prepared"]
+    crops = sample_crops(prepared, size)
     tmp = repo.temporary(version)
     onnx_tmp = onnx_repo.temporary(version) if onnx else None
     try:
@@ -218,7 +219,7 @@ def export_run(run_dir: str | Path, repository: str = "model_repository", model_
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "git_revision": _git_revision(),
             "run": str(run_dir),
-            "backbone": config.model.backbone,
+            "backbone": config["model"]["backbone"],
             "crop_size": size,
             "crop_margin": None,
             "label_convention": {str(k): v for k, v in LABEL_NAMES.items()},
@@ -232,13 +233,13 @@ def export_run(run_dir: str | Path, repository: str = "model_repository", model_
             "threshold": float(calibration["threshold"]),
             "temperature": temperature,
             "calibration": calibration,
-            "video_strategy": config.eval.video_strategy,
-            "training_config": config.to_dict(),
+            "video_strategy": calibration["video_strategy"],  # what the threshold was set for
+            "training_config": config,
             "metrics": metrics,
             "validation": checks,
             "onnx": onnx_report,
         }
-        card["dataset"], card["crop_margin"] = _dataset_facts(config)
+        card["dataset"], card["crop_margin"] = _dataset_facts(prepared)
         with tf.io.gfile.GFile(join(tmp, MODEL_CARD_FILE), "w") as f:
             f.write(json.dumps(card, indent=1))
 

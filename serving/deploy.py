@@ -20,9 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT
+from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT, WEB_PORT
 from dfdetect.tooling import ModelServerProcess, NotReadyError, get_json, newest_available, stop_process, wait_until
-from dfdetect.web.settings import DEFAULT_WEB_PORT
 
 MONITORING = Path(__file__).with_name("monitoring.config")
 
@@ -156,7 +155,7 @@ def main(argv=None) -> int:
     p.add_argument("--grpc-port", type=int, default=GRPC_PORT)
     p.add_argument("--rest-port", type=int, default=REST_PORT)
     p.add_argument("--backend", choices=["tf", "onnx"], default="tf")
-    p.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT,
+    p.add_argument("--web-port", type=int, default=WEB_PORT,
                    help="port of the web page started beside the model server (0: no web page)")
     p.add_argument("--state-dir", default=".run", help="where the pid file and the log go")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for start or stop")

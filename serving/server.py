@@ -183,7 +183,7 @@ def model_settings(options: ServerOptions):
 
 def models_in_config_file(path: str):
     """The models a --model_config_file lists; BadInputError when it lists none or cannot be served."""
-    from dfdetect.serving.config import read_model_server_config
+    from dfdetect.modelsconfig import read_model_server_config
     from dfdetect.serving.models import settings_from_config
 
     config = read_model_server_config(path)

@@ -84,7 +84,7 @@ def write_prepared(root: Path, videos: dict[str, tuple[int, str, list[np.ndarray
     import tensorflow as tf
 
     from dfdetect.faces.detection import Face
-    from dfdetect.training.records import face_example
+    from dfdetect.records import face_example
 
     manifest = {"complete": True, "videos_done": len(videos), "videos_expected": len(videos), "videos": {}}
     for vid, (label, split, crops) in videos.items():

@@ -17,8 +17,8 @@ from dfdetect.export.onnx_twin import OnnxModel
 from dfdetect.export.repository import ModelRepository
 from dfdetect.export.savedmodel import LoadedModel
 from dfdetect.export.warmup import read_warmup
-from dfdetect.serving.config import read_model_server_config
-from dfdetect.training.config import load_run_config
+from dfdetect.modelsconfig import read_model_server_config
+from dfdetect.runs import read_run_config
 
 
 def _tree(path):
@@ -42,7 +42,7 @@ def test_signatures_names_dtypes_and_shapes(tiny_export):
 def test_both_signatures_score_real_crops_and_agree(tiny_export, tiny_run):
     result, _, _ = tiny_export
     model = LoadedModel(result.path)
-    crops = sample_crops(load_run_config(tiny_run), 32)
+    crops = sample_crops(read_run_config(tiny_run)["data"]["prepared"], 32)
     scores = model.pixels(crops)
     assert scores.shape == (len(crops),) and scores.min() >= 0 and scores.max() <= 1
     assert scores.std() > 0.05  # a trained model: its outputs vary
@@ -87,7 +87,7 @@ def test_onnx_twin_matches_and_triton_accepts_its_config(tiny_export, tiny_run):
     result, repository, _ = tiny_export
     onnx_file = repository / "deepfake-onnx" / "1" / "model.onnx"
     assert result.onnx_path and onnx_file.is_file()
-    crops = sample_crops(load_run_config(tiny_run), 32)
+    crops = sample_crops(read_run_config(tiny_run)["data"]["prepared"], 32)
     twin = OnnxModel(str(onnx_file))
     np.testing.assert_allclose(twin(crops), LoadedModel(result.path).pixels(crops), atol=1e-4)
     config = text_format.Parse((repository / "deepfake-onnx" / "config.pbtxt").read_text(),
@@ -153,7 +153,7 @@ def test_the_gate_refuses_a_savedmodel_that_differs_from_the_trained_model(tiny_
 
     result, _, _ = tiny_export
     other = build_model(load_config("smoke", sets=["model.image_size=32", "model.dense_units=[16]"]).model)
-    crops = sample_crops(load_run_config(tiny_run), 32)
+    crops = sample_crops(read_run_config(tiny_run)["data"]["prepared"], 32)
     with pytest.raises(ValidationError, match="differs from the trained model"):
         validate_savedmodel(result.path, other, result.card["temperature"], crops)
 

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from dfdetect.contract import GRPC_PORT, MODEL_CARD_FILE, REST_PORT
-from dfdetect.serving.config import (read_batching_parameters, read_model_server_config, read_monitoring_config,
-                                     set_version_labels)
+from dfdetect.modelsconfig import read_model_server_config, set_version_labels
+from dfdetect.serving.config import read_batching_parameters, read_monitoring_config
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
@@ -523,13 +523,13 @@ def test_web_front_runs_the_thin_web_image_on_cpu_in_every_overlay(rendered):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_web_front_listens_on_the_web_port_and_calls_the_serving_service_over_grpc(rendered, overlay, monkeypatch):
-    from dfdetect.web.settings import DEFAULT_WEB_PORT
+    from dfdetect.contract import WEB_PORT
 
     objects = rendered[overlay]
     deployment, spec, c = web(objects)
     settings = web_settings(objects, monkeypatch)
     assert settings.host == "0.0.0.0", "reachable from outside the pod"
-    assert settings.port == DEFAULT_WEB_PORT
+    assert settings.port == WEB_PORT
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": settings.port}
 
     # The model server: the headless serving Service (in the web pod's namespace), on its gRPC
@@ -552,7 +552,7 @@ def test_web_front_listens_on_the_web_port_and_calls_the_serving_service_over_gr
     assert web_service["spec"]["selector"].items() <= spec_labels(deployment).items()
     assert not web_service["spec"]["selector"].items() <= spec_labels(serving_deployment).items()
     (http,) = web_service["spec"]["ports"]
-    assert http["port"] == DEFAULT_WEB_PORT and port_number(c, http["targetPort"]) == settings.port
+    assert http["port"] == WEB_PORT and port_number(c, http["targetPort"]) == settings.port
     # Kubernetes' service-link variables must not mix with the DFDETECT_WEB_* settings.
     assert spec["enableServiceLinks"] is False
 

@@ -1,8 +1,12 @@
-"""The stage layout: the client, the web page and the load tests never import ``dfdetect.training``.
+"""The stage layout: no stage reaches into another stage's internals; what two stages share lives
+in ``dfdetect/``. The one allowed use is of the client library, which the web page and the load
+tests are built on (``USES``). So export reads runs and ``models.config`` through ``dfdetect/``,
+never ``dfdetect.training`` or ``dfdetect.serving``, and the client, the web page and the load
+tests never reach ``dfdetect.training``.
 
-Their imports are walked statically (every ``import x`` and ``from x import y``, at module level
-or inside functions), following the ``dfdetect.*`` modules they reach, transitively, through the
-package-dir mapping of pyproject.toml. Reaching ``dfdetect.training`` fails, naming the chain.
+Imports are walked statically (every ``import x`` and ``from x import y``, at module level or
+inside functions), following the ``dfdetect.*`` modules they reach, transitively, through the
+package-dir mapping of pyproject.toml. Reaching a forbidden package fails, naming the chain.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("client", "web", "loadtests")  # folders whose modules must not reach FORBIDDEN
 FORBIDDEN = "dfdetect.training"
+# Every stage folder and its package (loadtests/ is not one: locust loads it from the folder).
+STAGE_PACKAGES = {"training": "dfdetect.training", "export": "dfdetect.export", "serving": "dfdetect.serving",
+                  "client": "dfdetect.client", "web": "dfdetect.web", "loadtests": None}
+USES = {"web": {"client"}, "loadtests": {"client"}}  # the stages another stage may import
 
 
 def package_dirs(pyproject: Path) -> dict[str, Path]:
@@ -137,8 +145,8 @@ def forbidden_chains(roots: list[Path], dirs: dict[str, Path], forbidden: str = 
     return chains
 
 
-def stage_files(root: Path = ROOT) -> list[Path]:
-    return sorted(p for stage in STAGES for p in (root / stage).rglob("*.py") if "__pycache__" not in p.parts)
+def stage_files(root: Path = ROOT, stages: tuple[str, ...] = STAGES) -> list[Path]:
+    return sorted(p for stage in stages for p in (root / stage).rglob("*.py") if "__pycache__" not in p.parts)
 
 
 # --- the repository -------------------------------------------------------------------------------
@@ -149,6 +157,21 @@ def test_client_web_and_loadtests_never_reach_training():
     assert {f.parent.name for f in files} >= set(STAGES)
     chains = forbidden_chains(files, dirs)
     assert not chains, f"these import {FORBIDDEN} (no stage imports another stage's internals):\n  " + "\n  ".join(chains)
+
+
+def test_no_stage_reaches_another_stages_internals():
+    dirs = package_dirs(ROOT / "pyproject.toml")
+    assert set(STAGE_PACKAGES) == {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").is_file()
+                                   and p.name not in ("dfdetect", "benchmarks", "tests")} | {"loadtests"}
+    found = []
+    for stage in STAGE_PACKAGES:
+        files = stage_files(stages=(stage,))
+        assert files, f"{stage}/ has no modules"
+        for other, package in STAGE_PACKAGES.items():
+            if other != stage and package is not None and other not in USES.get(stage, ()):
+                found += forbidden_chains(files, dirs, package)
+    assert not found, ("these reach another stage's modules (what two stages share moves to dfdetect/):\n  "
+                       + "\n  ".join(found))
 
 
 def test_the_mapping_resolves_the_shared_modules():

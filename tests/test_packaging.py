@@ -8,11 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+STALE_MODULE = "moved_since_the_last_build.py"
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # What an earlier build left behind (a module since moved) must not ship again.
+    stale = ROOT / "build" / "lib" / "dfdetect" / STALE_MODULE
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("# left by an earlier build\n")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "-w", str(out), str(ROOT)], check=True)
     (path,) = out.glob("dfdetect-*.whl")
@@ -22,7 +27,8 @@ def wheel(tmp_path_factory):
 def test_wheel_holds_only_the_dfdetect_import_root(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     roots = {n.split("/")[0] for n in names if not n.startswith("dfdetect-")}
-    assert roots == {"dfdetect"}, roots  # no top-level client/ or serving/ in site-packages
+    assert roots == {"dfdetect"}, roots
+    assert f"dfdetect/{STALE_MODULE}" not in names, "the build shipped a module left in build/ by an earlier build"  # no top-level client/ or serving/ in site-packages
     for stage in ("training", "export", "serving", "client"):
         assert f"dfdetect/{stage}/__init__.py" in names
     assert "dfdetect/training/prepare.py" in names

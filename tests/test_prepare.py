@@ -11,7 +11,7 @@ from conftest import blank_frames, face_frames, write_dfdc
 from dfdetect.cli import main
 from dfdetect.errors import BadInputError
 from dfdetect.training.prepare import PrepareConfig, run_prepare, video_key
-from dfdetect.training.records import read_face_records
+from dfdetect.records import read_face_records
 from dfdetect.training.splits import in_shard
 
 

@@ -22,9 +22,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from conftest import generic_savedmodel, start_server
 from dfdetect.errors import BadInputError
 from dfdetect.export.exporter import encode_png, sample_crops
-from dfdetect.serving.config import (BatchingParameters, read_batching_parameters, read_model_server_config,
-                                     read_monitoring_config)
-from dfdetect.training.config import load_run_config
+from dfdetect.modelsconfig import read_model_server_config
+from dfdetect.serving.config import BatchingParameters, read_batching_parameters, read_monitoring_config
+from dfdetect.runs import read_run_config
 
 SERVING = __import__("pathlib").Path(__file__).resolve().parents[1] / "serving"
 
@@ -33,7 +33,7 @@ SERVING = __import__("pathlib").Path(__file__).resolve().parents[1] / "serving"
 
 @pytest.fixture(scope="module")
 def crops(tiny_run):
-    return sample_crops(load_run_config(tiny_run), 32)
+    return sample_crops(read_run_config(tiny_run)["data"]["prepared"], 32)
 
 
 @pytest.fixture(scope="module")

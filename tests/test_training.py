@@ -10,6 +10,7 @@ from conftest import TINY_TRAINING as TINY
 from conftest import separable_crops, write_prepared
 from dfdetect.cli import main
 from dfdetect.errors import BadInputError
+from dfdetect.prepared import evaluation_dataset, load_manifest, split_files
 from dfdetect.training import data
 from dfdetect.training.config import load_config
 from dfdetect.training.model import build_model
@@ -129,8 +130,8 @@ def test_pipeline_shapes_augmentation_and_balance(tmp_path):
     spec = {f"r{i}": (0, "train", separable_crops(0, 6, 40, rng)) for i in range(6)}
     spec.update({"f0": (1, "train", separable_crops(1, 6, 40, rng))})
     prepared = write_prepared(tmp_path / "p", spec)
-    manifest = data.load_manifest(prepared)
-    split = data.split_files(prepared, manifest, "train")
+    manifest = load_manifest(prepared)
+    split = split_files(prepared, manifest, "train")
     config = load_config("smoke", sets=["data.batch_size=32", "data.balance=sample", "data.sbi_rate=0"]).data
     ds = data.training_dataset(split, config, image_size=32)
     labels = []
@@ -146,12 +147,12 @@ def test_self_blended_pseudo_fakes_from_real_crops(tmp_path):
     rng = np.random.default_rng(2)
     prepared = write_prepared(tmp_path / "p", {"r": (0, "train", separable_crops(0, 8, 64, rng)),
                                                "f": (1, "train", separable_crops(1, 1, 64, rng))})
-    split = data.split_files(prepared, data.load_manifest(prepared), "train")
+    split = split_files(prepared, load_manifest(prepared), "train")
     config = load_config("smoke", sets=["data.sbi_rate=1.0", "data.augment=false", "data.batch_size=9",
                                         "data.balance=none"]).data
     images, labels = next(iter(data.training_dataset(split, config, image_size=64)))
     assert labels.numpy().ravel().tolist() == [1.0] * 9  # every real crop became a pseudo-fake
-    originals = next(iter(data.evaluation_dataset(split, 64, 9)))[0].numpy()
+    originals = next(iter(evaluation_dataset(split, 64, 9)))[0].numpy()
     # The blends are not the originals: each output differs from every original crop.
     diffs = np.abs(images.numpy()[:, None].astype(int) - originals[None].astype(int)).mean(axis=(2, 3, 4))
     assert (diffs.min(axis=1) > 0.5).sum() >= 8

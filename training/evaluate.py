@@ -41,7 +41,7 @@ class Scores:
 
 
 def score_split(model, split, image_size: int, batch_size: int) -> Scores:
-    from dfdetect.training.data import evaluation_dataset
+    from dfdetect.prepared import evaluation_dataset
 
     logits, labels, videos, frames = [], [], [], []
     for images, meta in evaluation_dataset(split, image_size, batch_size):
@@ -113,7 +113,7 @@ def evaluate_run(run_dir: str | Path, splits=("val", "test")) -> dict:
     """Calibrate on validation and evaluate the best checkpoint of a run on ``splits``."""
     import keras
 
-    from dfdetect.training.data import load_manifest, split_files
+    from dfdetect.prepared import load_manifest, split_files
     from dfdetect.training.plots import plot_roc
     from dfdetect.training.config import load_run_config
 

@@ -152,7 +152,7 @@ def _chunks(items, size: int):
 
 def process_item(item: MediaItem, split: str, config: PrepareConfig) -> dict:
     """Sample, detect, crop and write one video's faces; returns its status record."""
-    from dfdetect.training.records import face_example
+    from dfdetect.records import face_example
 
     assert _detector is not None, "worker not initialised"
     out = Path(config.out)

@@ -86,6 +86,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
     folder to start the run in (a named run). ``callbacks`` are added to the product's own
     (checkpoints, early stopping, logs). When TF_CONFIG names several workers they train together
     (``training.distributed``) and worker 0 alone writes the run folder."""
+    from dfdetect.prepared import load_manifest, split_files
     from dfdetect.training import data
     from dfdetect.training.distributed import choose_strategy, cluster_from_env, fit_across_workers
     from dfdetect.training.plots import plot_history
@@ -97,9 +98,9 @@ def train(config: RunConfig, run_dir: str | Path | None = None, callbacks=()) ->
                             "a name (`dfdetect train --run-name NAME`; the Kubernetes Job passes its own name)")
     # The saved config must find the data from anywhere (export, evaluate, other folders).
     config.data.prepared = str(Path(config.data.prepared).resolve())
-    manifest = data.load_manifest(config.data.prepared)
-    train_split = data.split_files(config.data.prepared, manifest, "train")
-    val_split = data.split_files(config.data.prepared, manifest, "val")
+    manifest = load_manifest(config.data.prepared)
+    train_split = split_files(config.data.prepared, manifest, "train")
+    val_split = split_files(config.data.prepared, manifest, "val")
 
     if run_dir is None:
         run_dir = new_run_dir(config)

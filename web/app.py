@@ -244,14 +244,13 @@ class ClientHolder:
 
     def _connect(self):
         from dfdetect.client.client import DeepfakeClient
-        from dfdetect.client.cli import use_local_model_card
 
         s = self._settings
         client = DeepfakeClient(s.server, s.model_name, timeout=s.timeout, threshold=s.threshold,
                                 model_card=s.model_card, frames=s.frames,
                                 max_pixels=int(s.max_image_megapixels * 1e6), load_balancing=s.load_balancing)
         if s.model_card is None and s.model_repository:
-            use_local_model_card(client, s.model_repository, s.model_name)
+            client.use_repository_card(s.model_repository, s.model_name)
         return client
 
     def get(self):

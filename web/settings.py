@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT
+from dfdetect.contract import DEFAULT_MODEL_NAME, GRPC_PORT, WEB_PORT
 from dfdetect.faces.frames import DEFAULT_FRAMES
 
-DEFAULT_WEB_PORT = 8080
 MB = 1024 * 1024
 
 
@@ -21,7 +20,7 @@ class WebSettings:
     """What the web front needs to know; see ``dfdetect web --help`` for each flag."""
 
     host: str = "127.0.0.1"                   # address to listen on (0.0.0.0 in a container)
-    port: int = DEFAULT_WEB_PORT               # HTTP port of the page and the API
+    port: int = WEB_PORT                      # HTTP port of the page and the API
     server: str = f"localhost:{GRPC_PORT}"    # model server's gRPC address
     load_balancing: str = "pick_first"          # round_robin: requests spread over every address of the server name
     model_name: str = DEFAULT_MODEL_NAME       # served model name

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from dfdetect.faces.crops import JPEG_QUALITY, encode_jpeg  # noqa: F401 (JPEG_QUALITY: what the crops are stored at)
+from dfdetect.faces.crops import encode_jpeg  # JPEG at faces.crops.JPEG_QUALITY
 from dfdetect.faces.detection import Face
 
 FEATURES = {
