@@ -4,7 +4,7 @@ verdicts out, from the served model over gRPC (or REST). ``dfdetect predict`` is
     from dfdetect.client import DeepfakeClient, ClientError
 
 The names below are imported on first use, so that building the command line's parsers stays
-cheap (the client itself imports TensorFlow and OpenCV).
+cheap (the client itself imports OpenCV, onnxruntime and gRPC).
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ _EXPORTS = {
     "REAL": "dfdetect.client.client",
     "NO_FACE": "dfdetect.client.client",
     "ClientError": "dfdetect.client.errors",
-    "RetryPolicy": "dfdetect.client.transport",
-    "ModelMetadata": "dfdetect.client.transport",
-    "GrpcTransport": "dfdetect.client.transport",
-    "RestTransport": "dfdetect.client.transport",
+    "RetryPolicy": "dfdetect.client.retries",
+    "ModelMetadata": "dfdetect.client.metadata",
+    "Transport": "dfdetect.client.transport",
+    "connect": "dfdetect.client.transport",
+    "GrpcTransport": "dfdetect.client.grpc_transport",
+    "RestTransport": "dfdetect.client.rest_transport",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -51,10 +51,10 @@ from typing import Iterable
 import numpy as np
 
 from dfdetect.client.errors import ClientError
-from dfdetect.client.transport import (DEFAULT_TIMEOUT, REQUEST_OVERHEAD, GrpcTransport, ModelMetadata,
-                                       RestTransport, RetryPolicy, Transport, rest_ssl_context, tls_credentials)
-from dfdetect.contract import (DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, GRPC_PORT, MODEL_CARD_FILE, REST_PORT,
-                               SIGNATURE_BYTES, SIGNATURE_PIXELS)
+from dfdetect.client.metadata import ModelMetadata
+from dfdetect.client.retries import DEFAULT_TIMEOUT, RetryPolicy
+from dfdetect.client.transport import REQUEST_OVERHEAD, Transport, connect
+from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, MODEL_CARD_FILE, SIGNATURE_BYTES, SIGNATURE_PIXELS
 from dfdetect.errors import MediaError
 from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, DEFAULT_STRATEGY, STRATEGIES, low_evidence, video_score
 from dfdetect.faces.detection import Face, FaceDetector, faces_in_frames, select_faces
@@ -72,7 +72,6 @@ VERDICTS = (FAKE, REAL, NO_FACE)
 DEFAULT_THRESHOLD = 0.5  # without a model card or an explicit threshold
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one Predict request; gRPC's customary message size
 INPUT_FORMATS = ("jpeg", "pixels")
-TRANSPORTS = ("grpc", "rest")
 # Overlap of one video's stages (see _Scoring). Off: on 2 cores shared with the local server it
 # did not pay in `make bench-client` (requests were a small share of a video's time, and detection
 # and the model compete for the cores). The benchmark prints both rows, to re-decide elsewhere.
@@ -318,6 +317,21 @@ def pack_requests(sizes: list[int], limit: int, overhead: int = REQUEST_OVERHEAD
 
 # --- the client ---------------------------------------------------------------------------------
 
+def _check_handed_transport(transport, model_name: str, connection_options: dict) -> None:
+    """A transport handed in carries its own connection: refuse connection options beside it."""
+    if not isinstance(transport, Transport):
+        raise ClientError("INVALID_ARGUMENT", "transport must be \"grpc\", \"rest\" or a Transport (an object with "
+                                              f"metadata, predict_pixels, predict_bytes, item_bytes and close), "
+                                              f"got {type(transport).__name__}")
+    given = sorted(name for name, value in connection_options.items() if value not in (None, False))
+    if given:
+        raise ClientError("INVALID_ARGUMENT", f"{', '.join(given)} belong to the transport handed in: give them to "
+                                              "dfdetect.client.connect(...) instead")
+    if model_name not in (DEFAULT_MODEL_NAME, transport.model_name):
+        raise ClientError("INVALID_ARGUMENT", f"model_name {model_name!r} differs from the transport's "
+                                              f"{transport.model_name!r}")
+
+
 class DeepfakeClient:
     """Verdicts on images and videos from a served dfdetect model (thread-safe).
 
@@ -329,7 +343,9 @@ class DeepfakeClient:
     - ``target``: ``HOST:PORT`` of the model server (default the local deployment,
       ``localhost:8500``, or ``localhost:8501`` for REST); for REST also a URL.
     - ``model_name``; ``version`` or ``version_label`` to pin one version (default: the server's).
-    - ``transport``: ``"grpc"`` or ``"rest"``.
+    - ``transport``: ``"grpc"`` or ``"rest"``, or a :class:`Transport` handed in (one from
+      ``dfdetect.client.connect(...)``, or any object with its calls), which carries the target,
+      version, deadline, retries and TLS itself.
     - ``timeout``: seconds each server call may take, retries included (the deadline).
     - ``retries``, ``backoff``, ``max_backoff``: retries on UNAVAILABLE / RESOURCE_EXHAUSTED
       (REST: 503 / 429), waiting ``backoff * 2**n`` seconds with jitter, at most ``max_backoff``.
@@ -354,7 +370,7 @@ class DeepfakeClient:
     """
 
     def __init__(self, target: str | None = None, model_name: str = DEFAULT_MODEL_NAME, *,
-                 transport: str = "grpc", version: int | None = None, version_label: str | None = None,
+                 transport: str | Transport = "grpc", version: int | None = None, version_label: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = 3, backoff: float = 0.1, max_backoff: float = 5.0,
                  tls: bool = False, root_certificates=None, private_key=None, certificate_chain=None,
                  model_card: str | os.PathLike | None = None, threshold: float | None = None,
@@ -363,8 +379,13 @@ class DeepfakeClient:
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, overlap: bool = DEFAULT_OVERLAP,
                  prefetch: bool = True, detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE,
                  max_pixels: int = DEFAULT_MAX_PIXELS, load_balancing: str = "pick_first"):
-        if transport not in TRANSPORTS:
-            raise ClientError("INVALID_ARGUMENT", f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        if not isinstance(transport, str):
+            _check_handed_transport(transport, model_name, dict(
+                target=target, version=version, version_label=version_label, timeout=timeout != DEFAULT_TIMEOUT,
+                retries=retries != 3, backoff=backoff != 0.1, max_backoff=max_backoff != 5.0, tls=tls,
+                root_certificates=root_certificates, private_key=private_key, certificate_chain=certificate_chain,
+                load_balancing=load_balancing != "pick_first"))
+            model_name = transport.model_name
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
             raise ClientError("INVALID_ARGUMENT", f"threshold must be in [0, 1], got {threshold!r}")
         if strategy is not None and strategy not in STRATEGIES:
@@ -397,17 +418,14 @@ class DeepfakeClient:
         self._detector_lock = threading.Lock()
         self._state_lock = threading.Lock()
 
-        retry = RetryPolicy(retries=retries, initial_backoff=backoff, max_backoff=max(max_backoff, backoff))
-        secure = tls or any(v is not None for v in (root_certificates, private_key, certificate_chain))
-        options = dict(version=version, version_label=version_label, timeout=timeout, retry=retry)
-        if transport == "grpc":
-            creds = tls_credentials(root_certificates, private_key, certificate_chain) if secure else None
-            self.transport: Transport = GrpcTransport(target or f"localhost:{GRPC_PORT}", model_name,
-                                                      credentials=creds, load_balancing=load_balancing, **options)
+        if isinstance(transport, str):
+            retry = RetryPolicy(retries=retries, initial_backoff=backoff, max_backoff=max(max_backoff, backoff))
+            self.transport: Transport = connect(
+                target, model_name, transport=transport, version=version, version_label=version_label,
+                timeout=timeout, retry=retry, tls=tls, root_certificates=root_certificates, private_key=private_key,
+                certificate_chain=certificate_chain, load_balancing=load_balancing)
         else:
-            context = rest_ssl_context(root_certificates, private_key, certificate_chain) if secure else None
-            self.transport = RestTransport(target or f"localhost:{REST_PORT}", model_name, ssl_context=context,
-                                           **options)
+            self.transport = transport
         try:
             self.metadata: ModelMetadata = self.transport.metadata()
             self._card: dict | None = None

@@ -23,7 +23,8 @@ from locust import User, task  # noqa: E402
 
 import _common  # noqa: E402
 from dfdetect.client.errors import ClientError  # noqa: E402
-from dfdetect.client.transport import MAX_RESPONSE_BYTES, metadata_from_grpc  # noqa: E402
+from dfdetect.client.metadata import metadata_from_grpc  # noqa: E402
+from dfdetect.client.transport import MAX_RESPONSE_BYTES  # noqa: E402
 from dfdetect.contract import INPUT_BYTES, INPUT_PIXELS, OUTPUT_SCORE, SIGNATURE_BYTES  # noqa: E402
 from dfdetect.wire.requests import metadata_request, predict_request, status_request  # noqa: E402
 from dfdetect.wire.services import ModelServiceStub, PredictionServiceStub  # noqa: E402

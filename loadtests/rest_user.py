@@ -17,7 +17,7 @@ from locust.contrib.fasthttp import FastHttpUser
 
 import _common
 from dfdetect.client.errors import ClientError
-from dfdetect.client.transport import parse_metadata
+from dfdetect.client.metadata import parse_metadata
 from dfdetect.contract import SIGNATURE_BYTES
 
 JSON = {"Content-Type": "application/json"}

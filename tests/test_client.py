@@ -738,6 +738,72 @@ def test_rest_transport_gives_the_grpc_results(server, model, media, detector):
     assert info.value.status == "NOT_FOUND" and "nobody" in info.value.message
 
 
+class RecordingTransport:
+    """A transport of one's own, as a media backend might hand in: a real one, with every call
+    recorded (for tracing, or a connection pool of its own)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+        self.kind, self.target, self.model_name = f"recorded {inner.kind}", inner.target, inner.model_name
+
+    def metadata(self):
+        self.calls.append("metadata")
+        return self.inner.metadata()
+
+    def predict_pixels(self, crops, version=None):
+        self.calls.append(f"pixels {len(crops)}")
+        return self.inner.predict_pixels(crops, version)
+
+    def predict_bytes(self, images, version=None):
+        self.calls.append(f"bytes {len(images)}")
+        return self.inner.predict_bytes(images, version)
+
+    def item_bytes(self, raw_bytes, binary):
+        return self.inner.item_bytes(raw_bytes, binary)
+
+    def close(self):
+        self.calls.append("close")
+        self.inner.close()
+
+
+def test_a_transport_handed_in_carries_the_connection(server, model, media, detector):
+    from dfdetect.client import Transport, connect
+
+    version_dir, _, _ = model
+    with DeepfakeClient(f"127.0.0.1:{server.grpc_port}", model_card=version_dir, detector=detector) as plain:
+        expected = plain.analyze(media / "face.mp4")
+    for kind, port in (("grpc", server.grpc_port), ("rest", server.rest_port)):
+        recording = RecordingTransport(connect(f"127.0.0.1:{port}", transport=kind, timeout=10))
+        assert isinstance(recording, Transport)
+        with DeepfakeClient(transport=recording, model_card=version_dir, detector=detector) as c:
+            assert c.model_name == "deepfake" and c.crop_size == 32
+            result = c.analyze(media / "face.mp4")
+        assert recording.calls[0] == "metadata" and recording.calls[-1] == "close"
+        assert any(call.startswith("bytes ") for call in recording.calls), recording.calls
+        assert result.verdict == expected.verdict
+        np.testing.assert_allclose([f.fake_probability for f in result.frames],
+                                   [f.fake_probability for f in expected.frames], atol=1e-5)
+    transport = connect(f"127.0.0.1:{server.grpc_port}")
+    try:
+        for options, named in (({"timeout": 5}, "timeout"), ({"tls": True}, "tls"),
+                               ({"target": "elsewhere:8500"}, "target"), ({"version": 1}, "version")):
+            with pytest.raises(ClientError) as info:
+                DeepfakeClient(transport=transport, detector=detector, **options)
+            assert info.value.status == "INVALID_ARGUMENT" and named in info.value.message
+            assert "connect(" in info.value.message
+        with pytest.raises(ClientError) as info:
+            DeepfakeClient(None, "other_model", transport=transport, detector=detector)
+        assert "other_model" in info.value.message and "'deepfake'" in info.value.message
+    finally:
+        transport.close()
+    with pytest.raises(ClientError) as info:
+        DeepfakeClient(transport=object(), detector=detector)
+    assert info.value.status == "INVALID_ARGUMENT" and "Transport" in info.value.message
+    with pytest.raises(ClientError) as info:
+        DeepfakeClient(transport="carrier pigeon", detector=detector)
+    assert info.value.status == "INVALID_ARGUMENT" and "grpc, rest" in info.value.message
+
+
 def test_rest_retries_on_503_and_429(server, media, detector):
     for status, name in ((503, "UNAVAILABLE"), (429, "RESOURCE_EXHAUSTED")):
         with flaky_rest_proxy(server.rest_port, fail_posts=2, status=status) as (port, state):
