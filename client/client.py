@@ -37,6 +37,7 @@ the client cannot fetch it; pass the card, its version folder, or the model's fo
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -317,13 +318,20 @@ def pack_requests(sizes: list[int], limit: int, overhead: int = REQUEST_OVERHEAD
 
 # --- the client ---------------------------------------------------------------------------------
 
+# What a Transport carries: options of DeepfakeClient that build one, refused beside one handed in.
+CONNECTION_OPTIONS = ("target", "version", "version_label", "timeout", "retries", "backoff", "max_backoff", "tls",
+                      "root_certificates", "private_key", "certificate_chain", "load_balancing")
+
+
 def _check_handed_transport(transport, model_name: str, connection_options: dict) -> None:
-    """A transport handed in carries its own connection: refuse connection options beside it."""
+    """A transport handed in carries its own connection: refuse connection options, given with
+    other values than their defaults, beside it."""
     if not isinstance(transport, Transport):
         raise ClientError("INVALID_ARGUMENT", "transport must be \"grpc\", \"rest\" or a Transport (an object with "
                                               f"metadata, predict_pixels, predict_bytes, item_bytes and close), "
                                               f"got {type(transport).__name__}")
-    given = sorted(name for name, value in connection_options.items() if value not in (None, False))
+    defaults = inspect.signature(DeepfakeClient.__init__).parameters
+    given = sorted(name for name, value in connection_options.items() if value != defaults[name].default)
     if given:
         raise ClientError("INVALID_ARGUMENT", f"{', '.join(given)} belong to the transport handed in: give them to "
                                               "dfdetect.client.connect(...) instead")
@@ -380,11 +388,8 @@ class DeepfakeClient:
                  prefetch: bool = True, detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE,
                  max_pixels: int = DEFAULT_MAX_PIXELS, load_balancing: str = "pick_first"):
         if not isinstance(transport, str):
-            _check_handed_transport(transport, model_name, dict(
-                target=target, version=version, version_label=version_label, timeout=timeout != DEFAULT_TIMEOUT,
-                retries=retries != 3, backoff=backoff != 0.1, max_backoff=max_backoff != 5.0, tls=tls,
-                root_certificates=root_certificates, private_key=private_key, certificate_chain=certificate_chain,
-                load_balancing=load_balancing != "pick_first"))
+            given = locals()
+            _check_handed_transport(transport, model_name, {name: given[name] for name in CONNECTION_OPTIONS})
             model_name = transport.model_name
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
             raise ClientError("INVALID_ARGUMENT", f"threshold must be in [0, 1], got {threshold!r}")
