@@ -408,14 +408,15 @@ def measure(args, target: str, detector, before, path: Path, version_path: str, 
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from dfdetect.client.client import DEFAULT_OVERLAP, DeepfakeClient
+    from dfdetect.client.transport import connect
 
     overlaps = (False,) if args.no_overlap else (False, True)
-    clients = {overlap: DeepfakeClient(target, args.model_name, model_card=version_path, detector=detector,
-                                       overlap=overlap, frames=args.frames, timeout=REQUEST_TIMEOUT)
+    clients = {overlap: DeepfakeClient(connect(target, args.model_name, timeout=REQUEST_TIMEOUT),
+                                       model_card=version_path, detector=detector, overlap=overlap, frames=args.frames)
                for overlap in overlaps}
     # The client as it was: the mtcnn package, decoding and detection taking turns.
-    previous = DeepfakeClient(target, args.model_name, model_card=version_path, detector=before,
-                              overlap=DEFAULT_OVERLAP, prefetch=False, frames=args.frames, timeout=REQUEST_TIMEOUT)
+    previous = DeepfakeClient(connect(target, args.model_name, timeout=REQUEST_TIMEOUT), model_card=version_path,
+                              detector=before, overlap=DEFAULT_OVERLAP, prefetch=False, frames=args.frames)
     channel = grpc.insecure_channel(target)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     try:

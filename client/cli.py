@@ -129,15 +129,19 @@ def _detector(args):
 def _client(args):
     from dfdetect.client.client import DeepfakeClient
     from dfdetect.client.errors import ClientError
+    from dfdetect.client.retries import RetryPolicy
+    from dfdetect.client.transport import connect
 
     try:
-        return DeepfakeClient(
+        transport = connect(
             args.server, args.model_name, transport="rest" if args.rest else "grpc", version=args.model_version,
-            version_label=args.version_label, timeout=args.timeout, retries=args.retries, tls=args.tls,
-            root_certificates=args.root_certs, private_key=args.client_key, certificate_chain=args.client_cert, model_card=args.model_card,
-            threshold=args.threshold, strategy=args.strategy, frames=args.frames, per_second=args.per_second,
-            input_format="pixels" if args.pixels else "jpeg", min_evidence=args.min_evidence,
-            detector=_detector(args), load_balancing=args.load_balancing)
+            version_label=args.version_label, timeout=args.timeout, retry=RetryPolicy(retries=args.retries),
+            tls=args.tls, root_certificates=args.root_certs, private_key=args.client_key,
+            certificate_chain=args.client_cert, load_balancing=args.load_balancing)
+        return DeepfakeClient(
+            transport, model_card=args.model_card, threshold=args.threshold, strategy=args.strategy,
+            frames=args.frames, per_second=args.per_second, input_format="pixels" if args.pixels else "jpeg",
+            min_evidence=args.min_evidence, detector=_detector(args))
     except ClientError as e:
         if e.status == "UNAVAILABLE" and args.server is None:
             raise ClientError(e.status, f"{e.message}. Is the local deployment running? Start it with `make deploy`, "

@@ -37,7 +37,6 @@ the client cannot fetch it; pass the card, its version folder, or the model's fo
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -53,9 +52,8 @@ import numpy as np
 
 from dfdetect.client.errors import ClientError
 from dfdetect.client.metadata import ModelMetadata
-from dfdetect.client.retries import DEFAULT_TIMEOUT, RetryPolicy
 from dfdetect.client.transport import REQUEST_OVERHEAD, Transport, connect
-from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_MODEL_NAME, MODEL_CARD_FILE, SIGNATURE_BYTES, SIGNATURE_PIXELS
+from dfdetect.contract import DEFAULT_CROP_MARGIN, MODEL_CARD_FILE, SIGNATURE_BYTES, SIGNATURE_PIXELS
 from dfdetect.errors import MediaError
 from dfdetect.faces.aggregate import DEFAULT_MIN_EVIDENCE, DEFAULT_STRATEGY, STRATEGIES, low_evidence, video_score
 from dfdetect.faces.detection import Face, FaceDetector, faces_in_frames, select_faces
@@ -318,47 +316,20 @@ def pack_requests(sizes: list[int], limit: int, overhead: int = REQUEST_OVERHEAD
 
 # --- the client ---------------------------------------------------------------------------------
 
-# What a Transport carries: options of DeepfakeClient that build one, refused beside one handed in.
-CONNECTION_OPTIONS = ("target", "version", "version_label", "timeout", "retries", "backoff", "max_backoff", "tls",
-                      "root_certificates", "private_key", "certificate_chain", "load_balancing")
-
-
-def _check_handed_transport(transport, model_name: str, connection_options: dict) -> None:
-    """A transport handed in carries its own connection: refuse connection options, given with
-    other values than their defaults, beside it."""
-    if not isinstance(transport, Transport):
-        raise ClientError("INVALID_ARGUMENT", "transport must be \"grpc\", \"rest\" or a Transport (an object with "
-                                              f"metadata, predict_pixels, predict_bytes, item_bytes and close), "
-                                              f"got {type(transport).__name__}")
-    defaults = inspect.signature(DeepfakeClient.__init__).parameters
-    given = sorted(name for name, value in connection_options.items() if value != defaults[name].default)
-    if given:
-        raise ClientError("INVALID_ARGUMENT", f"{', '.join(given)} belong to the transport handed in: give them to "
-                                              "dfdetect.client.connect(...) instead")
-    if model_name not in (DEFAULT_MODEL_NAME, transport.model_name):
-        raise ClientError("INVALID_ARGUMENT", f"model_name {model_name!r} differs from the transport's "
-                                              f"{transport.model_name!r}")
-
-
 class DeepfakeClient:
     """Verdicts on images and videos from a served dfdetect model (thread-safe).
 
     Connecting reads the model's metadata (GetModelMetadata): the crop size S, the signatures,
     and the version that answers. One MTCNN detector is built on first use and kept.
 
-    Arguments (all but ``target`` and ``model_name`` keyword-only):
+    Arguments (all but ``server`` keyword-only):
 
-    - ``target``: ``HOST:PORT`` of the model server (default the local deployment,
-      ``localhost:8500``, or ``localhost:8501`` for REST); for REST also a URL.
-    - ``model_name``; ``version`` or ``version_label`` to pin one version (default: the server's).
-    - ``transport``: ``"grpc"`` or ``"rest"``, or a :class:`Transport` handed in (one from
-      ``dfdetect.client.connect(...)``, or any object with its calls), which carries the target,
-      version, deadline, retries and TLS itself.
-    - ``timeout``: seconds each server call may take, retries included (the deadline).
-    - ``retries``, ``backoff``, ``max_backoff``: retries on UNAVAILABLE / RESOURCE_EXHAUSTED
-      (REST: 503 / 429), waiting ``backoff * 2**n`` seconds with jitter, at most ``max_backoff``.
-    - ``tls``, ``root_certificates``, ``private_key``, ``certificate_chain``: TLS (PEM bytes or
-      file paths; any of the three implies TLS; without roots the system's are trusted).
+    - ``server``: where the model is served, as a :class:`Transport`: one from
+      ``dfdetect.client.connect(...)``, which takes the address, the model name, gRPC or REST, a
+      version or version label to pin, the deadline, retries, TLS and load balancing; or the
+      backend's own object with the same calls. A ``HOST:PORT`` string is short for
+      ``connect(HOST:PORT)``: gRPC, model ``deepfake``, the defaults; none is the local deployment
+      (``localhost:8500``). The client closes its transport when it is closed.
     - ``model_card``: the card (or its version folder, or the model's folder of versions) that
       gives the calibrated threshold, the crop margin and the video strategy.
     - ``threshold``, ``strategy`` (``mean`` / ``confident``), ``margin``: override the card.
@@ -377,20 +348,18 @@ class DeepfakeClient:
       a quarter) is marked ``low_evidence``.
     """
 
-    def __init__(self, target: str | None = None, model_name: str = DEFAULT_MODEL_NAME, *,
-                 transport: str | Transport = "grpc", version: int | None = None, version_label: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = 3, backoff: float = 0.1, max_backoff: float = 5.0,
-                 tls: bool = False, root_certificates=None, private_key=None, certificate_chain=None,
+    def __init__(self, server: str | Transport | None = None, *,
                  model_card: str | os.PathLike | None = None, threshold: float | None = None,
                  strategy: str | None = None, margin: float | None = None,
                  frames: int = DEFAULT_FRAMES, per_second: bool = False, input_format: str = "jpeg",
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, overlap: bool = DEFAULT_OVERLAP,
                  prefetch: bool = True, detector: FaceDetector | None = None, min_evidence: float = DEFAULT_MIN_EVIDENCE,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, load_balancing: str = "pick_first"):
-        if not isinstance(transport, str):
-            given = locals()
-            _check_handed_transport(transport, model_name, {name: given[name] for name in CONNECTION_OPTIONS})
-            model_name = transport.model_name
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        if not (server is None or isinstance(server, (str, Transport))):
+            raise ClientError("INVALID_ARGUMENT", "server must be a gRPC HOST:PORT or a Transport from "
+                                                  "dfdetect.client.connect(...) (an object with metadata, "
+                                                  "predict_pixels, predict_bytes, item_bytes and close), "
+                                                  f"got {type(server).__name__}")
         if threshold is not None and (isinstance(threshold, bool) or not 0 <= threshold <= 1):
             raise ClientError("INVALID_ARGUMENT", f"threshold must be in [0, 1], got {threshold!r}")
         if strategy is not None and strategy not in STRATEGIES:
@@ -409,7 +378,6 @@ class DeepfakeClient:
                                                   f"got {min_evidence!r}")
         _check_frames(frames, per_second)
 
-        self.model_name = model_name
         self.min_evidence = float(min_evidence)
         self.frames = frames
         self.per_second = per_second
@@ -423,14 +391,8 @@ class DeepfakeClient:
         self._detector_lock = threading.Lock()
         self._state_lock = threading.Lock()
 
-        if isinstance(transport, str):
-            retry = RetryPolicy(retries=retries, initial_backoff=backoff, max_backoff=max(max_backoff, backoff))
-            self.transport: Transport = connect(
-                target, model_name, transport=transport, version=version, version_label=version_label,
-                timeout=timeout, retry=retry, tls=tls, root_certificates=root_certificates, private_key=private_key,
-                certificate_chain=certificate_chain, load_balancing=load_balancing)
-        else:
-            self.transport = transport
+        self.transport: Transport = server if isinstance(server, Transport) else connect(server)
+        self.model_name = self.transport.model_name
         try:
             self.metadata: ModelMetadata = self.transport.metadata()
             self._card: dict | None = None
@@ -696,7 +658,7 @@ class DeepfakeClient:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"DeepfakeClient({self.transport.target!r}, {self.model_name!r}, transport={self.transport.kind!r}, "
+        return (f"DeepfakeClient(connect({self.transport.target!r}, {self.model_name!r}, transport={self.transport.kind!r}), "
                 f"version={self.metadata.version}, crop_size={self.crop_size}, threshold={self.threshold:g})")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.server
+import inspect
 import json
 import math
 import re
@@ -27,7 +28,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import blank_frames, face_frames, start_server
 from dfdetect.tooling import free_port
-from dfdetect.client import ClientError, DeepfakeClient, RetryPolicy
+from dfdetect.client import ClientError, DeepfakeClient, RetryPolicy, connect
 from dfdetect.client.cli import add_predict_parser, collect_inputs
 from dfdetect.client.client import pack_requests
 from dfdetect.contract import DEFAULT_CROP_MARGIN, MODEL_CARD_FILE
@@ -39,6 +40,7 @@ from dfdetect.faces.frames import read_frames, write_video
 FPS = 10.0
 VIDEO_FRAMES = 6
 FEW_FACES_FRAMES = 12  # few_faces.mp4: a face in its first 2 frames only
+FAST_RETRY = RetryPolicy(retries=3, initial_backoff=0.01)  # retries that keep a test quick
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -389,7 +391,7 @@ def test_a_video_with_two_people_says_which_face_is_fake(people_server, two_peop
     assert abs(expected[0] - expected[1]) > 0.7, expected  # the model tells the two people apart
     threshold = float(expected.mean())  # halfway between the two people's scores
     assert made.faces[0][0][0] < PEOPLE_SIZE[0] / 2 < made.faces[0][1][0]  # astronaut left, Grace Hopper right
-    with DeepfakeClient(f"127.0.0.1:{srv.grpc_port}", model_name, threshold=threshold,
+    with DeepfakeClient(connect(f"127.0.0.1:{srv.grpc_port}", model_name), threshold=threshold,
                         frames=PEOPLE_FRAMES, detector=detector) as c:
         result = c.analyze(path)
 
@@ -498,13 +500,15 @@ def test_bad_arguments_and_model_cards(server, model, tmp_path, detector):
     target = f"127.0.0.1:{server.grpc_port}"
     for kwargs, words in [({"threshold": 1.5}, "threshold must be in [0, 1]"),
                           ({"strategy": "median"}, "strategy 'median' is unknown"),
-                          ({"transport": "carrier-pigeon"}, "transport must be one of grpc, rest"),
                           ({"input_format": "png"}, "input_format must be one of jpeg, pixels"),
-                          ({"timeout": 0}, "timeout must be a positive"),
-                          ({"retries": -1}, "retries must be"),
                           ({"model_card": tmp_path / "nope.json"}, "model card not found")]:
         with pytest.raises(ClientError, match=re.escape(words)):
             DeepfakeClient(target, detector=detector, **kwargs)
+    for make, words in [(lambda: connect(target, transport="carrier-pigeon"), "transport must be one of grpc, rest"),
+                        (lambda: connect(target, timeout=0), "timeout must be a positive"),
+                        (lambda: RetryPolicy(retries=-1), "retries must be")]:
+        with pytest.raises(ClientError, match=re.escape(words)):
+            make()
     # Threshold: the argument, else the model card (the file, its version folder or the model's
     # folder of versions), else 0.5.
     with DeepfakeClient(target, detector=detector) as c:
@@ -523,11 +527,12 @@ def test_bad_arguments_and_model_cards(server, model, tmp_path, detector):
 
 def test_unknown_model_and_unreachable_server(server, detector):
     with pytest.raises(ClientError) as info:
-        DeepfakeClient(f"127.0.0.1:{server.grpc_port}", "nobody", detector=detector)
+        DeepfakeClient(connect(f"127.0.0.1:{server.grpc_port}", "nobody"), detector=detector)
     assert info.value.status == "NOT_FOUND" and "nobody" in info.value.message
     started = time.monotonic()
     with pytest.raises(ClientError) as info:
-        DeepfakeClient(f"127.0.0.1:{free_port()}", detector=detector, retries=1, backoff=0.01, timeout=10)
+        DeepfakeClient(connect(f"127.0.0.1:{free_port()}", retry=RetryPolicy(retries=1, initial_backoff=0.01),
+                               timeout=10), detector=detector)
     assert info.value.status == "UNAVAILABLE" and "gave up after 2 attempts" in info.value.message
     assert time.monotonic() - started < 9
 
@@ -582,8 +587,8 @@ def test_crops_are_split_to_fit_the_request_limit_and_stay_on_one_version(server
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED])
 def test_retries_with_backoff_until_the_server_answers(server, media, detector, code):
     proxy = ProxyServicer(server.grpc_port, fail_predict=2, fail_metadata=1, code=code)
-    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, retries=3,
-                                                      backoff=0.01) as c:
+    with grpc_servicer(proxy) as port, DeepfakeClient(connect(f"127.0.0.1:{port}", retry=FAST_RETRY),
+                                                      detector=detector) as c:
         assert proxy.metadata_calls == 2  # connecting retried too
         result = c.analyze(media / "face.jpg")
     assert result.verdict in ("fake", "real") and result.model_version == 1
@@ -592,8 +597,8 @@ def test_retries_with_backoff_until_the_server_answers(server, media, detector, 
 
 def test_gives_up_after_the_retries_with_the_status(server, media, detector):
     proxy = ProxyServicer(server.grpc_port, fail_predict=100)
-    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, retries=2,
-                                                      backoff=0.01) as c:
+    with grpc_servicer(proxy) as port, DeepfakeClient(connect(f"127.0.0.1:{port}", retry=RetryPolicy(
+                                                          retries=2, initial_backoff=0.01)), detector=detector) as c:
         with pytest.raises(ClientError) as info:
             c.analyze(media / "face.jpg")
     assert info.value.status == "UNAVAILABLE" and "gave up after 3 attempts" in info.value.message
@@ -603,7 +608,7 @@ def test_gives_up_after_the_retries_with_the_status(server, media, detector):
 
 def test_other_errors_are_not_retried(server, media, detector):
     proxy = ProxyServicer(server.grpc_port, fail_predict=1, code=grpc.StatusCode.INVALID_ARGUMENT)
-    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, backoff=0.01) as c:
+    with grpc_servicer(proxy) as port, DeepfakeClient(connect(f"127.0.0.1:{port}", retry=FAST_RETRY), detector=detector) as c:
         with pytest.raises(ClientError) as info:
             c.analyze(media / "face.jpg")
         assert info.value.status == "INVALID_ARGUMENT" and proxy.predict_calls == 1
@@ -612,7 +617,7 @@ def test_other_errors_are_not_retried(server, media, detector):
 
 def test_deadline_exceeded(server, media, detector):
     proxy = ProxyServicer(server.grpc_port, delay=10)
-    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=detector, timeout=1.0) as c:
+    with grpc_servicer(proxy) as port, DeepfakeClient(connect(f"127.0.0.1:{port}", timeout=1.0), detector=detector) as c:
         started = time.monotonic()
         with pytest.raises(ClientError) as info:
             c.analyze(media / "face.jpg")
@@ -703,8 +708,8 @@ def test_overlap_reports_a_failed_request_and_stops_sending(server, media, small
 
 def test_overlap_retries_in_the_background_and_serves_several_threads(server, media, small_batch_detector):
     proxy = ProxyServicer(server.grpc_port, fail_calls={2})  # UNAVAILABLE once: retried
-    with grpc_servicer(proxy) as port, DeepfakeClient(f"127.0.0.1:{port}", detector=small_batch_detector,
-                                                      overlap=True, backoff=0.01) as c:
+    with grpc_servicer(proxy) as port, DeepfakeClient(connect(f"127.0.0.1:{port}", retry=FAST_RETRY),
+                                                      detector=small_batch_detector, overlap=True) as c:
         first = c.analyze(media / "face.mp4")
         assert proxy.predict_calls == 4 and first.timings.predict_calls == 3
         with futures.ThreadPoolExecutor(3) as pool:
@@ -723,7 +728,7 @@ def test_rest_transport_gives_the_grpc_results(server, model, media, detector):
     for input_format in ("jpeg", "pixels"):
         results = {}
         for transport, port in (("grpc", server.grpc_port), ("rest", server.rest_port)):
-            with DeepfakeClient(f"127.0.0.1:{port}", transport=transport, model_card=version_dir,
+            with DeepfakeClient(connect(f"127.0.0.1:{port}", transport=transport), model_card=version_dir,
                                 detector=detector, input_format=input_format) as c:
                 assert c.crop_size == 32 and c.model_version == 1
                 results[transport] = c.analyze(media / "face.mp4")
@@ -731,10 +736,10 @@ def test_rest_transport_gives_the_grpc_results(server, model, media, detector):
         assert (rest_result.verdict, rest_result.model_version) == (grpc_result.verdict, 1)
         np.testing.assert_allclose([f.fake_probability for f in rest_result.frames],
                                    [f.fake_probability for f in grpc_result.frames], atol=1e-5)
-    with DeepfakeClient(f"http://127.0.0.1:{server.rest_port}", transport="rest", detector=detector) as rest:
+    with DeepfakeClient(connect(f"http://127.0.0.1:{server.rest_port}", transport="rest"), detector=detector) as rest:
         assert rest.analyze(media / "blank.mp4").verdict == "no_face"
     with pytest.raises(ClientError) as info:
-        DeepfakeClient(f"127.0.0.1:{server.rest_port}", "nobody", transport="rest", detector=detector)
+        DeepfakeClient(connect(f"127.0.0.1:{server.rest_port}", "nobody", transport="rest"), detector=detector)
     assert info.value.status == "NOT_FOUND" and "nobody" in info.value.message
 
 
@@ -775,7 +780,7 @@ def test_a_transport_handed_in_carries_the_connection(server, model, media, dete
     for kind, port in (("grpc", server.grpc_port), ("rest", server.rest_port)):
         recording = RecordingTransport(connect(f"127.0.0.1:{port}", transport=kind, timeout=10))
         assert isinstance(recording, Transport)
-        with DeepfakeClient(transport=recording, model_card=version_dir, detector=detector) as c:
+        with DeepfakeClient(recording, model_card=version_dir, detector=detector) as c:
             assert c.model_name == "deepfake" and c.crop_size == 32
             result = c.analyze(media / "face.mp4")
         assert recording.calls[0] == "metadata" and recording.calls[-1] == "close"
@@ -783,36 +788,24 @@ def test_a_transport_handed_in_carries_the_connection(server, model, media, dete
         assert result.verdict == expected.verdict
         np.testing.assert_allclose([f.fake_probability for f in result.frames],
                                    [f.fake_probability for f in expected.frames], atol=1e-5)
-    transport = connect(f"127.0.0.1:{server.grpc_port}")
-    try:
-        for options, named in (({"timeout": 5}, "timeout"), ({"tls": True}, "tls"),
-                               ({"target": "elsewhere:8500"}, "target"), ({"version": 1}, "version")):
-            with pytest.raises(ClientError) as info:
-                DeepfakeClient(transport=transport, detector=detector, **options)
-            assert info.value.status == "INVALID_ARGUMENT" and named in info.value.message
-            assert "connect(" in info.value.message
-        with pytest.raises(ClientError) as info:
-            DeepfakeClient(None, "other_model", transport=transport, detector=detector)
-        assert "other_model" in info.value.message and "'deepfake'" in info.value.message
-    finally:
-        transport.close()
+    # The connection is the transport's alone: the client takes none of its options.
+    options = set(inspect.signature(DeepfakeClient).parameters)
+    assert not options & set(inspect.signature(connect).parameters), options
     with pytest.raises(ClientError) as info:
-        DeepfakeClient(transport=object(), detector=detector)
+        DeepfakeClient(object(), detector=detector)
     assert info.value.status == "INVALID_ARGUMENT" and "Transport" in info.value.message
-    with pytest.raises(ClientError) as info:
-        DeepfakeClient(transport="carrier pigeon", detector=detector)
-    assert info.value.status == "INVALID_ARGUMENT" and "grpc, rest" in info.value.message
 
 
 def test_rest_retries_on_503_and_429(server, media, detector):
     for status, name in ((503, "UNAVAILABLE"), (429, "RESOURCE_EXHAUSTED")):
         with flaky_rest_proxy(server.rest_port, fail_posts=2, status=status) as (port, state):
-            with DeepfakeClient(f"127.0.0.1:{port}", transport="rest", detector=detector, backoff=0.01) as c:
+            with DeepfakeClient(connect(f"127.0.0.1:{port}", transport="rest", retry=FAST_RETRY),
+                                detector=detector) as c:
                 assert c.analyze(media / "face.jpg").model_version == 1
             assert state["posts"] == 3
         with flaky_rest_proxy(server.rest_port, fail_posts=100, status=status) as (port, state):
-            with DeepfakeClient(f"127.0.0.1:{port}", transport="rest", detector=detector, retries=1,
-                                backoff=0.01) as c:
+            with DeepfakeClient(connect(f"127.0.0.1:{port}", transport="rest",
+                                        retry=RetryPolicy(retries=1, initial_backoff=0.01)), detector=detector) as c:
                 with pytest.raises(ClientError) as info:
                     c.analyze(media / "face.jpg")
             assert info.value.status == name and state["posts"] == 2
@@ -826,13 +819,14 @@ def test_tls(server, media, detector, tmp_path):
                    check=True, capture_output=True)
     credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
     with grpc_servicer(ProxyServicer(server.grpc_port), credentials) as port:
-        with DeepfakeClient(f"localhost:{port}", root_certificates=cert, detector=detector) as c:
+        with DeepfakeClient(connect(f"localhost:{port}", root_certificates=cert), detector=detector) as c:
             assert c.analyze(media / "face.jpg").model_version == 1
         with pytest.raises(ClientError) as info:  # the system's roots do not trust a self-signed certificate
-            DeepfakeClient(f"localhost:{port}", tls=True, detector=detector, retries=0, timeout=5)
+            DeepfakeClient(connect(f"localhost:{port}", tls=True, retry=RetryPolicy(retries=0), timeout=5),
+                           detector=detector)
         assert info.value.status == "UNAVAILABLE"
     with pytest.raises(ClientError, match="cannot read the root certificates file"):
-        DeepfakeClient("localhost:1", root_certificates=tmp_path / "missing.pem", detector=detector)
+        DeepfakeClient(connect("localhost:1", root_certificates=tmp_path / "missing.pem"), detector=detector)
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -951,7 +945,7 @@ def test_cli_table_marks_low_evidence_and_shows_each_person(server, people_serve
     srv, expected = people_server
     path, _, _ = two_people
     threshold = float(expected["bright"].mean())
-    with DeepfakeClient(f"127.0.0.1:{srv.grpc_port}", "bright", threshold=threshold, frames=PEOPLE_FRAMES,
+    with DeepfakeClient(connect(f"127.0.0.1:{srv.grpc_port}", "bright"), threshold=threshold, frames=PEOPLE_FRAMES,
                         detector=detector) as c:
         result = c.analyze(path)
     assert run_cli([path, "--server", f"127.0.0.1:{srv.grpc_port}", "--model-name", "bright", "--threshold",
@@ -984,7 +978,7 @@ def test_round_robin_spreads_requests_over_every_server_and_survives_one_stoppin
     servers = [start_server(model_base_path=str(repository / "deepfake"), rest_api_port=-1) for _ in range(3)]
     try:
         target = "ipv4:" + ",".join(f"127.0.0.1:{s.grpc_port}" for s in servers)
-        with DeepfakeClient(target, load_balancing="round_robin", threshold=0.5) as client:
+        with DeepfakeClient(connect(target, load_balancing="round_robin"), threshold=0.5) as client:
             crops = np.zeros((1, client.crop_size, client.crop_size, 3), np.uint8)
             for _ in range(300):
                 client.transport.predict_pixels(crops)
@@ -1002,7 +996,7 @@ def test_round_robin_spreads_requests_over_every_server_and_survives_one_stoppin
             rest = [_served(s) - c for s, c in zip(servers[1:], counts[1:])]
             assert sum(rest) >= 200 and min(rest) >= 75, rest
         with pytest.raises(ClientError, match="load_balancing must be one of pick_first, round_robin"):
-            DeepfakeClient(target, load_balancing="random", threshold=0.5)
+            DeepfakeClient(connect(target, load_balancing="random"), threshold=0.5)
     finally:
         for s in servers:
             s.stop()

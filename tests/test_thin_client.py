@@ -111,9 +111,9 @@ def test_client_web_and_load_tests_leave_tensorflow_unimported(deployment, media
     script = f"""
 import sys
 sys.path.insert(0, {str(ROOT / 'loadtests')!r})
-from dfdetect.client import DeepfakeClient
+from dfdetect.client import DeepfakeClient, connect
 for transport, port in (("grpc", {grpc_port}), ("rest", {rest_port})):
-    with DeepfakeClient(f"127.0.0.1:{{port}}", transport=transport) as client:
+    with DeepfakeClient(connect(f"127.0.0.1:{{port}}", transport=transport)) as client:
         for path in ({str(media / 'face.jpg')!r}, {str(media / 'clip.mp4')!r}):
             result = client.analyze(path)
             assert result.faces > 0, (transport, path, result.verdict)

@@ -243,12 +243,12 @@ class ClientHolder:
         self._lock = threading.Lock()
 
     def _connect(self):
-        from dfdetect.client.client import DeepfakeClient
+        from dfdetect.client import DeepfakeClient, connect
 
         s = self._settings
-        client = DeepfakeClient(s.server, s.model_name, timeout=s.timeout, threshold=s.threshold,
-                                model_card=s.model_card, frames=s.frames,
-                                max_pixels=int(s.max_image_megapixels * 1e6), load_balancing=s.load_balancing)
+        transport = connect(s.server, s.model_name, timeout=s.timeout, load_balancing=s.load_balancing)
+        client = DeepfakeClient(transport, threshold=s.threshold, model_card=s.model_card, frames=s.frames,
+                                max_pixels=int(s.max_image_megapixels * 1e6))
         if s.model_card is None and s.model_repository:
             client.use_repository_card(s.model_repository, s.model_name)
         return client
