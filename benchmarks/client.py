@@ -155,13 +155,17 @@ def write_float32_twin(version_path: str, out: Path) -> int:
 def start_server(models: dict[str, str], folder: str):
     """The local ModelServer on a free loopback port, serving ``{name: base path}`` (the newest
     version of each, loaded once); every model AVAILABLE, else BadInputError."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from dfdetect.modelsconfig import write_model_server_config
     from dfdetect.serving.models import AVAILABLE
     from dfdetect.serving.server import ModelServer, ServerOptions
 
     config = Path(folder) / "models.config"
-    config.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }}\n'
-        for name, path in models.items()) + "}\n")
+    models_config = model_server_config_pb2.ModelServerConfig()
+    for name, path in models.items():
+        models_config.model_config_list.config.add(name=name, base_path=str(path), model_platform="tensorflow")
+    write_model_server_config(models_config, config)
     server = ModelServer(ServerOptions(port=0, rest_api_port=-1, host="127.0.0.1", model_config_file=str(config),
                                        file_system_poll_wait_seconds=0, drain_seconds=10.0))
     try:
@@ -189,15 +193,10 @@ def run_ours(client, path: Path, name: str, frames: int | None = None, per_secon
 
 
 def float32_request(model_name: str, crop: np.ndarray):
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
+    from dfdetect.wire.requests import predict_request
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = SIGNATURE_PIXELS
-    request.inputs[INPUT_PIXELS].CopyFrom(tf.make_tensor_proto(crop[None].astype(np.float32)))
-    request.output_filter.append(OUTPUT_SCORE)
-    return request
+    return predict_request(model_name, SIGNATURE_PIXELS, {INPUT_PIXELS: crop[None].astype(np.float32)},
+                           output_filter=[OUTPUT_SCORE])
 
 
 def run_naive(detector, stub, twin_name: str, path: Path, size: int, margin: float) -> Run:
@@ -243,18 +242,11 @@ class Sizes:
 
 
 def request_sizes(crops: list[np.ndarray], model_name: str) -> Sizes:
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
     from dfdetect.faces.crops import encode_jpeg
+    from dfdetect.wire.requests import predict_request
 
     def request(signature: str, alias: str, value: np.ndarray, name: str = model_name) -> int:
-        r = predict_pb2.PredictRequest()
-        r.model_spec.name = name
-        r.model_spec.signature_name = signature
-        r.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
-        r.output_filter.append(OUTPUT_SCORE)
-        return r.ByteSize()
+        return predict_request(name, signature, {alias: value}, output_filter=[OUTPUT_SCORE]).ByteSize()
 
     def strings(items: list[bytes]) -> np.ndarray:
         value = np.empty(len(items), dtype=object)
@@ -404,11 +396,11 @@ def measure(args, target: str, detector, before, path: Path, version_path: str, 
             twin_name: str) -> tuple[dict[str, Run], list[Sizes]]:
     """The timed rows (best of ``--repeats``, interleaved) and the request sizes."""
     import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from dfdetect.client.client import DEFAULT_OVERLAP, DeepfakeClient
     from dfdetect.client.transport import connect
+    from dfdetect.wire.services import PredictionServiceStub
+    from dfdetect.wire.tensors import make_ndarray
 
     overlaps = (False,) if args.no_overlap else (False, True)
     clients = {overlap: DeepfakeClient(connect(target, args.model_name, timeout=REQUEST_TIMEOUT),
@@ -418,7 +410,7 @@ def measure(args, target: str, detector, before, path: Path, version_path: str, 
     previous = DeepfakeClient(connect(target, args.model_name, timeout=REQUEST_TIMEOUT), model_card=version_path,
                               detector=before, overlap=DEFAULT_OVERLAP, prefetch=False, frames=args.frames)
     channel = grpc.insecure_channel(target)
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    stub = PredictionServiceStub(channel)
     try:
         default = clients.get(DEFAULT_OVERLAP, clients[False])
         margin = default.margin
@@ -440,7 +432,7 @@ def measure(args, target: str, detector, before, path: Path, version_path: str, 
         check = crops[size][0]
         answer = stub.Predict(float32_request(twin_name, check), timeout=REQUEST_TIMEOUT)
         uint8_score, _ = default.transport.predict_pixels(check[None])
-        difference = float(np.max(np.abs(tf.make_ndarray(answer.outputs[OUTPUT_SCORE]) - uint8_score)))
+        difference = float(np.max(np.abs(make_ndarray(answer.outputs[OUTPUT_SCORE]) - uint8_score)))
         print(f"float32 twin against {SIGNATURE_PIXELS} on the same crop: max abs difference {difference:.2g}")
         sys.stdout.flush()
 

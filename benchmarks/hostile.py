@@ -70,9 +70,10 @@ def first_status(raw: bytes) -> str:
 
 
 def declared(dtype, shape, **fields):
-    from tensorflow.core.framework import tensor_pb2
+    """A TensorProto that declares ``shape`` whatever values it carries."""
+    from dfdetect.wire.tensor_pb2 import TensorProto
 
-    proto = tensor_pb2.TensorProto(dtype=dtype, **fields)
+    proto = TensorProto(dtype=dtype, **fields)
     for size in shape:
         proto.tensor_shape.dim.add().size = size
     return proto
@@ -80,12 +81,10 @@ def declared(dtype, shape, **fields):
 
 def grpc_case(stub, signature: str, alias: str, proto) -> str:
     import grpc
-    from tensorflow_serving.apis import predict_pb2
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "deepfake"
-    request.model_spec.signature_name = signature
-    request.inputs[alias].CopyFrom(proto)
+    from dfdetect.wire.requests import predict_request
+
+    request = predict_request("deepfake", signature, {alias: proto})
     size = request.ByteSize()
     try:
         stub.Predict(request, timeout=120)
@@ -102,8 +101,8 @@ def parse_args(argv=None):
 
 def run(args) -> int:
     import grpc
-    from tensorflow.core.framework import types_pb2
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+    from dfdetect.wire.services import PredictionServiceStub
+    from dfdetect.wire.tensor_pb2 import DataType
 
     from dfdetect.tooling import ModelServerProcess, NotReadyError, png_header
 
@@ -117,8 +116,8 @@ def run(args) -> int:
             except NotReadyError as e:
                 print(e, file=sys.stderr)
                 return 1
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
-            uint8, float32, string = types_pb2.DT_UINT8, types_pb2.DT_FLOAT, types_pb2.DT_STRING
+            stub = PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+            uint8, float32, string = DataType.DT_UINT8, DataType.DT_FLOAT, DataType.DT_STRING
             bomb = png_header(16000, 16000) + b"\0" * (1536 * 1024)
             batch_bytes = 148 * 1000 * 1000
             cases = [

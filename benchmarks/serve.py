@@ -238,29 +238,22 @@ def _error_text(e: Exception) -> str:
 
 def grpc_requests(model_name: str, crops: np.ndarray) -> list:
     """One batch-1 PredictRequest per crop, built before any timing."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
+    from dfdetect.wire.requests import predict_request
 
-    requests = []
-    for crop in crops:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model_name
-        request.model_spec.signature_name = SIGNATURE_PIXELS
-        request.inputs[INPUT_PIXELS].CopyFrom(tf.make_tensor_proto(crop[None], dtype=tf.uint8))
-        request.output_filter.append(OUTPUT_SCORE)
-        requests.append(request)
-    return requests
+    return [predict_request(model_name, SIGNATURE_PIXELS, {INPUT_PIXELS: np.ascontiguousarray(crop[None], np.uint8)},
+                            output_filter=[OUTPUT_SCORE]) for crop in crops]
 
 
 def grpc_client_factory(port: int, requests: list):
     import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from dfdetect.wire.services import PredictionServiceStub
 
     def open_client(i: int):
         # A local subchannel pool: channels to one address otherwise share one connection.
         channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
         grpc.channel_ready_future(channel).result(timeout=REQUEST_TIMEOUT)
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub = PredictionServiceStub(channel)
         state = {"k": i}
 
         def call():
@@ -308,16 +301,16 @@ def rest_client_factory(port: int, model_name: str, bodies: list[bytes]):
 def check_answers(grpc_port: int, rest_port: int, model_name: str, request, body: bytes) -> None:
     """One request per API, answers checked: a benchmark of wrong answers measures nothing."""
     import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from dfdetect.wire.services import PredictionServiceStub
+    from dfdetect.wire.tensors import make_ndarray
 
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         try:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-                request, timeout=REQUEST_TIMEOUT)
+            response = PredictionServiceStub(channel).Predict(request, timeout=REQUEST_TIMEOUT)
         except grpc.RpcError as e:
             raise BadInputError(f"the server does not answer Predict over gRPC: {_error_text(e)}") from None
-    scores = tf.make_ndarray(response.outputs[OUTPUT_SCORE])
+    scores = make_ndarray(response.outputs[OUTPUT_SCORE])
     if scores.shape != (1,) or not 0.0 <= float(scores[0]) <= 1.0:
         raise BadInputError(f"gRPC Predict answered {OUTPUT_SCORE} {scores!r}; expected one probability")
     conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=REQUEST_TIMEOUT)

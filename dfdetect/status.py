@@ -48,8 +48,8 @@ GATEWAY_STATUS = {
 }
 GATEWAY_DEFAULT = 502
 
-# What a proxy in front of a server answers, read as the status it stands for.
-_PROXY_STATUS = {502: "UNAVAILABLE", 503: "UNAVAILABLE", 413: "RESOURCE_EXHAUSTED"}
+# What a proxy in front of a server (or an HTTP framework) answers, read as the status it stands for.
+_PROXY_STATUS = {502: "UNAVAILABLE", 503: "UNAVAILABLE", 413: "RESOURCE_EXHAUSTED", 405: "UNIMPLEMENTED"}
 # Where several names share an HTTP status, the one an answer of that status is read as.
 _READ_AS = {400: "INVALID_ARGUMENT", 500: "INTERNAL"}
 

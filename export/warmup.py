@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from dfdetect.contract import INPUT_BYTES, INPUT_PIXELS, SIGNATURE_BYTES, SIGNATURE_PIXELS
+from dfdetect.wire.requests import predict_request
 
 
 def warmup_logs(model_name: str, crops: np.ndarray, encoded: list[bytes], batch_sizes=(1, 8)):
@@ -19,14 +20,14 @@ def warmup_logs(model_name: str, crops: np.ndarray, encoded: list[bytes], batch_
     logs = []
     for batch in batch_sizes:
         picks = [i % len(crops) for i in range(batch)]
-        for signature, key, value in (
-            (SIGNATURE_PIXELS, INPUT_PIXELS, tf.make_tensor_proto(crops[picks], dtype=tf.uint8)),
-            (SIGNATURE_BYTES, INPUT_BYTES, tf.make_tensor_proto([encoded[i] for i in picks], dtype=tf.string)),
-        ):
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            request.inputs[key].CopyFrom(value)
-            logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
+        for signature, key, value in ((SIGNATURE_PIXELS, INPUT_PIXELS, np.ascontiguousarray(crops[picks], np.uint8)),
+                                      (SIGNATURE_BYTES, INPUT_BYTES, [encoded[i] for i in picks])):
+            log = prediction_log_pb2.PredictionLog()
+            # The request built as every client builds it, in TensorFlow Serving's own message
+            # (the same wire format) for the log record.
+            log.predict_log.request.ParseFromString(
+                predict_request(model_name, signature, {key: value}).SerializeToString())
+            logs.append(log)
     return logs
 
 

@@ -171,8 +171,12 @@ def test_http_requests_cannot_desync_or_hold_the_server(hostile):
         s.sendall(b"POST /v1/models/hostile:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         s.settimeout(5)
         assert statuses(s.recv(65536)) == [408]
-    # An answer that takes longer than --rest_api_timeout_in_ms: 504 DEADLINE_EXCEEDED; others go on.
-    status, body = rest(port, "POST", "/v1/models/hostile:predict", {"signature_name": "slow", "inputs": 200_000})
+    # An answer that takes longer than --rest_api_timeout_in_ms (1.5 s): 504 DEADLINE_EXCEEDED; others go
+    # on. The step count is measured on this machine to take about 4 s (a fixed count ran in time on CI).
+    started = time.monotonic()
+    assert rest(port, "POST", "/v1/models/hostile:predict", {"signature_name": "slow", "inputs": 20_000})[0] == 200
+    steps = max(200_000, int(20_000 * 4.0 / max(time.monotonic() - started, 1e-3)))
+    status, body = rest(port, "POST", "/v1/models/hostile:predict", {"signature_name": "slow", "inputs": steps})
     assert status == 504 and "Deadline Exceeded" in body["error"]
     assert rest(port, "GET", "/v1/models/hostile")[0] == 200
 

@@ -355,6 +355,13 @@ def test_probes_and_config(http):
                                              "model_name": "deepfake"}
 
 
+def test_unknown_paths_and_methods_answer_in_the_status_vocabulary(http):
+    missing = http.get("/api/nothere")
+    assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"
+    wrong_method = http.delete("/api/analyze")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["status"] == "UNIMPLEMENTED"
+
+
 def test_model_server_down_is_503(media):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

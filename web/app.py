@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dfdetect import __version__
 from dfdetect.client.errors import ClientError
 from dfdetect.faces.crops import encode_jpeg
-from dfdetect.status import GATEWAY_DEFAULT, GATEWAY_STATUS
+from dfdetect.status import GATEWAY_DEFAULT, GATEWAY_STATUS, status_for_http
 from dfdetect.web.media import HEAD_BYTES, sniff
 from dfdetect.web.settings import MB, WebSettings
 
@@ -359,8 +359,7 @@ def create_app(settings: WebSettings | None = None, client_factory=None) -> Fast
             response = error_response(408, "DEADLINE_EXCEEDED", str(exc.detail))
             response.headers["connection"] = "close"
             return response
-        status = {404: "NOT_FOUND", 405: "UNIMPLEMENTED"}.get(exc.status_code, "INVALID_ARGUMENT")
-        return error_response(exc.status_code, status, str(exc.detail))
+        return error_response(exc.status_code, status_for_http(exc.status_code), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
