@@ -61,12 +61,13 @@ def _web_endpoint(args) -> str:
     return f"  web   http://127.0.0.1:{args.web_port}/   (upload a file; API: POST /api/analyze)"
 
 
-def _started(state: Path, name: str, what: str, process: subprocess.Popen, log: Path, ready, timeout: float):
-    """Wait until ``ready()`` answers for a process started detached (its pid in ``state``); the
-    answer, or None after printing why it did not come (the process is then stopped)."""
+def _started(state: Path, name: str, what: str, process: subprocess.Popen, log: Path, wait):
+    """Call ``wait()`` (it returns once the process started detached answers, or raises
+    NotReadyError) with the process's pid in ``state``; the answer, or None after printing why it
+    did not come (the process is then stopped)."""
     (state / f"{name}.pid").write_text(str(process.pid))
     try:
-        answer = wait_until(ready, process, timeout, what, log)
+        answer = wait()
     except NotReadyError as e:
         stop_process(process, 10)
         (state / f"{name}.pid").unlink(missing_ok=True)
@@ -97,7 +98,7 @@ def up(args) -> int:
                                            *args.server_args],
                                     log=state / "serve.log", detached=True)
         version = _started(state, "serve", "local model server", server.process, server.log,
-                           lambda: newest_available(args.rest_port, args.model_name), args.timeout)
+                           lambda: server.wait_until_available(args.timeout))
         if not version:
             return 1
         print(_endpoints(args, version))
@@ -114,7 +115,8 @@ def up(args) -> int:
         with open(log, "ab") as output:
             process = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
-        if not _started(state, "web", "web page", process, log, lambda: _web_ready(args.web_port), args.timeout):
+        if not _started(state, "web", "web page", process, log,
+                        lambda: wait_until(lambda: _web_ready(args.web_port), process, args.timeout, "web page", log)):
             return 1
     print(_web_endpoint(args))
     return 0

@@ -14,8 +14,7 @@ The graphs compute the package's networks layer for layer (tested against its Ke
 a form onnxruntime runs fast on one core: uint8 pixels in, the normalization folded into the
 first convolution, each PReLU before a max pool moved after it (a quarter of the values), maps
 padded to whole blocks of onnxruntime's blocked layout, P-Net's last PReLU and both heads as two
-small convolutions of five maps (3.4x the package's speed with the same settings, measured by
-``make bench-faces``).
+small convolutions of five maps (``make bench-faces`` measures it against the package).
 
 The graphs are built once per process (a few milliseconds from the weight arrays) and cached on
 disk beside nothing in the repository: under ``$DFDETECT_CACHE`` (default
