@@ -2,7 +2,8 @@
 
 Every call has a deadline (``timeout`` seconds, retries included) and is retried with
 exponential backoff and jitter when the server says it is unavailable or overloaded
-(``UNAVAILABLE`` / ``RESOURCE_EXHAUSTED``; over REST 503 / 429, and connections refused).
+(``UNAVAILABLE`` / ``RESOURCE_EXHAUSTED``; over REST 503 / 429, and connections refused), or
+cancelled a call as it shut down (``CANCELLED``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0  # seconds per call, retries included
-RETRYABLE = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+# CANCELLED too: the client cancels none of its own calls (its deadline ends them as
+# DEADLINE_EXCEEDED), so a cancelled call is one a server cancelled as it shut down, having taken
+# it but not started it; every call the client makes only reads, so trying again is safe.
+RETRYABLE = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"})
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of a call the server refused for now (UNAVAILABLE, RESOURCE_EXHAUSTED).
+    """Retries of a call the server refused for now (UNAVAILABLE, RESOURCE_EXHAUSTED) or cancelled.
 
     The n-th retry (n = 0, 1, ...) waits ``initial_backoff * multiplier**n`` seconds, capped at
     ``max_backoff``, with jitter: a uniform draw from the upper half of that delay, so many

@@ -584,7 +584,8 @@ def test_crops_are_split_to_fit_the_request_limit_and_stay_on_one_version(server
     assert pack_requests([5000, 10], 100) == [(0, 1), (1, 2)]  # too big alone still goes, alone
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED])
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  grpc.StatusCode.CANCELLED])
 def test_retries_with_backoff_until_the_server_answers(server, media, detector, code):
     proxy = ProxyServicer(server.grpc_port, fail_predict=2, fail_metadata=1, code=code)
     with grpc_servicer(proxy) as port, DeepfakeClient(connect(f"127.0.0.1:{port}", retry=FAST_RETRY),
@@ -973,28 +974,48 @@ def _served(server) -> float:
 def test_round_robin_spreads_requests_over_every_server_and_survives_one_stopping(tiny_export):
     """Three model servers behind one target (an ipv4: address list, as a headless Service's name
     resolves to its pods): round_robin spreads 300 requests over all three, and a server that
-    stops mid-run costs no request (its drain refuses new calls; the channel moves on)."""
+    stops while requests are in flight costs no request: its drain answers what it started,
+    refuses new calls, and cancels what it took but had not started (the client tries those
+    again); the channel moves on."""
     _, repository, _ = tiny_export
     servers = [start_server(model_base_path=str(repository / "deepfake"), rest_api_port=-1) for _ in range(3)]
     try:
         target = "ipv4:" + ",".join(f"127.0.0.1:{s.grpc_port}" for s in servers)
-        with DeepfakeClient(connect(target, load_balancing="round_robin"), threshold=0.5) as client:
+        # A short deadline: a request left unanswered by the stopping server would fail the test.
+        with DeepfakeClient(connect(target, load_balancing="round_robin", timeout=10), threshold=0.5) as client:
             crops = np.zeros((1, client.crop_size, client.crop_size, 3), np.uint8)
             for _ in range(300):
                 client.transport.predict_pixels(crops)
             counts = [_served(s) for s in servers]
             assert sum(counts) == 300 and min(counts) >= 75, counts
-            failures = []
-            for i in range(300):
-                if i == 100:
-                    servers[0].stop()  # between two requests: the channel must move on by itself
-                try:
-                    client.transport.predict_pixels(crops)
-                except ClientError as e:
-                    failures.append(e)
+            failures, answered, lock = [], [], threading.Lock()
+
+            def send():  # 4 of these: requests in flight on every server all the time
+                while True:
+                    with lock:
+                        if len(answered) + len(failures) >= 300:
+                            return
+                    started = time.monotonic()
+                    try:
+                        client.transport.predict_pixels(crops)
+                        with lock:
+                            answered.append(time.monotonic() - started)
+                    except ClientError as e:
+                        with lock:
+                            failures.append(e)
+
+            senders = [threading.Thread(target=send) for _ in range(4)]
+            for t in senders:
+                t.start()
+            while len(answered) < 100 and any(t.is_alive() for t in senders):
+                time.sleep(0.005)
+            servers[0].stop()
+            for t in senders:
+                t.join(60)
             assert failures == [], failures[:3]
+            assert max(answered) < 5, f"a request took {max(answered):.1f} s"
             rest = [_served(s) - c for s, c in zip(servers[1:], counts[1:])]
-            assert sum(rest) >= 200 and min(rest) >= 75, rest
+            assert sum(rest) >= 150 and min(rest) >= 60, rest
         with pytest.raises(ClientError, match="load_balancing must be one of pick_first, round_robin"):
             DeepfakeClient(connect(target, load_balancing="random"), threshold=0.5)
     finally:
