@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dfdetect.errors import MediaError
-from dfdetect.faces.frames import (media_kind, prefetch, probe_video, read_frames, read_image_frame,
+from dfdetect.faces.frames import (FramePool, media_kind, prefetch, probe_video, read_frames, read_image_frame,
                                    read_video_frames, resize_factor, resize_frame, sample_indices, write_video)
 
 
@@ -153,3 +153,64 @@ def test_prefetch_closed_early_stops_the_producer_and_its_generator():
     assert not any(t.name == "dfdetect-decode" for t in threading.enumerate())
     with pytest.raises(ValueError, match="ahead must be at least 1"):
         next(prefetch([], ahead=0))
+
+
+def test_frame_pool_maps_in_order_on_its_threads_and_raises_the_first_failure():
+    seen = set()
+
+    def work(k):
+        seen.add(threading.current_thread().name)
+        return k * k
+
+    pool = FramePool(2)
+    before = threading.active_count()
+    with pool.running():
+        assert threading.active_count() == before + 2
+        with pool.running():  # re-entrant: the outer block's threads
+            assert pool.threads == 2 and pool.map(work, range(20)) == [k * k for k in range(20)]
+        assert threading.active_count() == before + 2
+    assert threading.active_count() == before  # no thread outlives the block
+    assert seen and all(name.startswith("dfdetect-frames") for name in seen)
+    seen.clear()
+    assert pool.map(work, range(5)) == [0, 1, 4, 9, 16] and seen == {threading.current_thread().name}
+    with FramePool(1).running() as alone:
+        assert alone.map(work, range(3)) == [0, 1, 4] and seen == {threading.current_thread().name}
+    assert FramePool(0).threads >= 1
+
+    def fail(k):
+        if k == 3:
+            raise ValueError("frame 3 is broken")
+        return k
+
+    with pool.running(), pytest.raises(ValueError, match="frame 3 is broken"):
+        pool.map(fail, range(8))
+    assert threading.active_count() == before
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        FramePool(-1)
+
+
+def test_the_detector_leaves_no_thread_behind_and_gevent_can_patch_after_it():
+    """A process that found faces can then be patched by gevent (as importing locust does) and
+    exit: the detector's threads live for a batch only; under gevent they are not started."""
+    import subprocess
+    import sys
+
+    script = """
+import threading
+import numpy as np
+from dfdetect.faces.detection import FaceDetector
+from dfdetect.faces.frames import FramePool
+detector = FaceDetector(threads=2)
+before = threading.active_count()
+detector.detect([np.zeros((120, 160, 3), np.uint8)] * 4)
+assert threading.active_count() == before, threading.enumerate()
+from gevent import monkey
+monkey.patch_all()
+pool = FramePool(2)
+with pool.running():
+    assert set(pool.map(lambda k: threading.current_thread().name, range(4))) == {threading.current_thread().name}
+detector.detect([np.zeros((120, 160, 3), np.uint8)] * 4)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

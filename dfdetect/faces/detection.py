@@ -26,6 +26,7 @@ import numpy as np
 
 from dfdetect.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from dfdetect.faces.crops import crop_face
+from dfdetect.faces.frames import FramePool
 from dfdetect.faces.tracks import Link, link_faces
 
 log = logging.getLogger(__name__)
@@ -99,17 +100,17 @@ def enhance(image: np.ndarray, method: str = DEFAULT_ENHANCE) -> np.ndarray:
 
 
 class _OnnxBackend:
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, frames: FramePool):
         from dfdetect.faces.mtcnn_onnx import OnnxMTCNN
 
-        self._mtcnn = OnnxMTCNN(threads=threads)
+        self._mtcnn = OnnxMTCNN(threads=threads, frames=frames)
 
     def detect(self, images, min_face_size):
         return [[(f.box, f.confidence) for f in faces] for faces in self._mtcnn.detect(images, min_face_size)]
 
 
 class _PackageBackend:
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, frames: FramePool):
         try:
             from mtcnn import MTCNN  # imports TensorFlow
         except ImportError as e:
@@ -171,7 +172,8 @@ class FaceDetector:
         self.batch_size = max(1, batch_size)
         self.backend = backend
         self.enhance = enhance
-        self._backend = (_OnnxBackend if backend == "onnx" else _PackageBackend)(threads)
+        self._frames = FramePool(threads)  # the enhanced copies and the pyramid, a frame a thread
+        self._backend = (_OnnxBackend if backend == "onnx" else _PackageBackend)(threads, self._frames)
 
     def settings(self) -> dict:
         """What decides which faces are found (recorded with prepared data, compared on resume)."""
@@ -182,14 +184,15 @@ class FaceDetector:
     def candidates(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Every detection of at least ``candidate_confidence`` in each RGB image, most confident
         first: the faces, and the candidates a track may vouch for."""
-        enhanced = [enhance(image, self.enhance) for image in images]
         found = []
-        for start in range(0, len(enhanced), self.batch_size):
-            batch = enhanced[start:start + self.batch_size]
-            for raw in self._backend.detect(batch, self.min_face_size):
-                detections = [Detection(box=box, confidence=c) for box, c in raw
-                              if c >= self.candidate_confidence and box[2] > 0 and box[3] > 0]
-                found.append(sorted(detections, key=lambda d: -d.confidence))
+        with self._frames.running():
+            enhanced = self._frames.map(lambda image: enhance(image, self.enhance), images)
+            for start in range(0, len(enhanced), self.batch_size):
+                batch = enhanced[start:start + self.batch_size]
+                for raw in self._backend.detect(batch, self.min_face_size):
+                    detections = [Detection(box=box, confidence=c) for box, c in raw
+                                  if c >= self.candidate_confidence and box[2] > 0 and box[3] > 0]
+                    found.append(sorted(detections, key=lambda d: -d.confidence))
         return found
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:

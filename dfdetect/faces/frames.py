@@ -9,12 +9,15 @@ Sampling happens before decoding at full cost: frames that are not sampled are o
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -28,6 +31,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
 DEFAULT_FRAMES = 32
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def media_kind(path: str | os.PathLike) -> str:
@@ -223,6 +227,88 @@ def read_frames(path: str | os.PathLike, frames: int | None = DEFAULT_FRAMES,
     else:
         yield from read_video_frames(path, frames=frames, per_second=per_second, resize=resize,
                                      max_pixels=max_pixels)
+
+
+class FramePool:
+    """Per-frame work of a batch (the detector's enhancement, its image pyramid) on ``threads``
+    threads: OpenCV and numpy release the GIL, so the frames of a batch go side by side on the
+    cores. ``threads`` 0: one per core; 1: in the caller, no thread started.
+
+    The threads live for a ``with pool.running():`` block only (a detector batch), so none is
+    left behind in a process that later exits, forks or is patched by gevent; ``map`` outside
+    such a block, or where gevent has patched threading (the locust load tests), runs in the
+    caller. One caller at a time, as the detector that owns the pool.
+    """
+
+    def __init__(self, threads: int = 0):
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: one per core), got {threads}")
+        self.threads = threads or os.cpu_count() or 1
+        self._tasks: queue.SimpleQueue | None = None
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[FramePool]:
+        """The pool's threads for the block (re-entrant: an inner block uses the outer's)."""
+        start = self._depth == 0 and self.threads > 1 and not _green()
+        workers: list[threading.Thread] = []
+        if start:
+            self._tasks = tasks = queue.SimpleQueue()
+            workers = [threading.Thread(target=_work, args=(tasks,), name=f"dfdetect-frames-{i}", daemon=True)
+                       for i in range(self.threads)]
+            for worker in workers:
+                worker.start()
+        self._depth += 1
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            if start:
+                for _ in workers:
+                    tasks.put(None)
+                for worker in workers:
+                    worker.join()
+                self._tasks = None
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[fn(item) for item in items]``, in order; the first exception is raised here."""
+        items = list(items)
+        tasks = self._tasks
+        if tasks is None or len(items) < 2:
+            return [fn(item) for item in items]
+        results: list = [None] * len(items)
+        errors: list[BaseException | None] = [None] * len(items)
+        left = [len(items)]
+        lock, done = threading.Lock(), threading.Event()
+
+        def job(k: int) -> None:
+            try:
+                results[k] = fn(items[k])
+            except BaseException as e:  # raised in the caller
+                errors[k] = e
+            with lock:
+                left[0] -= 1
+                if not left[0]:
+                    done.set()
+
+        for k in range(len(items)):
+            tasks.put(functools.partial(job, k))
+        done.wait()
+        error = next((e for e in errors if e is not None), None)
+        if error is not None:
+            raise error
+        return results
+
+
+def _work(tasks: queue.SimpleQueue) -> None:
+    while (job := tasks.get()) is not None:
+        job()
+
+
+def _green() -> bool:
+    """Whether gevent has patched threading in this process (then no threads of our own)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched("threading"))
 
 
 def prefetch(items: Iterable[T], ahead: int) -> Iterator[T]:
