@@ -417,7 +417,8 @@ def sample_patches(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndarra
 class OnnxMTCNN:
     """The three-stage cascade, batched, on onnxruntime. Safe to call from one thread at a time.
 
-    ``threads``: onnxruntime's intra-op threads (0: its default, every core).
+    ``threads``: onnxruntime's intra-op threads (0: its default, every core), and the threads of
+    the per-frame work between the networks (``frames``: a pool shared with the caller's own).
     """
 
     def __init__(self, threads: int = 0, frames: FramePool | None = None):
