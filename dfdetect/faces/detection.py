@@ -110,7 +110,7 @@ class _OnnxBackend:
 
 
 class _PackageBackend:
-    def __init__(self, threads: int, frames: FramePool):
+    def __init__(self, threads: int):
         try:
             from mtcnn import MTCNN  # imports TensorFlow
         except ImportError as e:
@@ -173,7 +173,7 @@ class FaceDetector:
         self.backend = backend
         self.enhance = enhance
         self._frames = FramePool(threads)  # the enhanced copies and the pyramid, a frame a thread
-        self._backend = (_OnnxBackend if backend == "onnx" else _PackageBackend)(threads, self._frames)
+        self._backend = _OnnxBackend(threads, self._frames) if backend == "onnx" else _PackageBackend(threads)
 
     def settings(self) -> dict:
         """What decides which faces are found (recorded with prepared data, compared on resume)."""

@@ -15,6 +15,7 @@ import os
 import queue
 import sys
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -271,33 +272,23 @@ class FramePool:
                 self._tasks = None
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """``[fn(item) for item in items]``, in order; the first exception is raised here."""
+        """``[fn(item) for item in items]``, in order; the exception of the first item that
+        failed is raised here."""
         items = list(items)
         tasks = self._tasks
         if tasks is None or len(items) < 2:
             return [fn(item) for item in items]
-        results: list = [None] * len(items)
-        errors: list[BaseException | None] = [None] * len(items)
-        left = [len(items)]
-        lock, done = threading.Lock(), threading.Event()
+        answers: list[Future] = [Future() for _ in items]
+        for item, answer in zip(items, answers):
+            tasks.put(functools.partial(_answer, answer, fn, item))
+        return [answer.result() for answer in answers]
 
-        def job(k: int) -> None:
-            try:
-                results[k] = fn(items[k])
-            except BaseException as e:  # raised in the caller
-                errors[k] = e
-            with lock:
-                left[0] -= 1
-                if not left[0]:
-                    done.set()
 
-        for k in range(len(items)):
-            tasks.put(functools.partial(job, k))
-        done.wait()
-        error = next((e for e in errors if e is not None), None)
-        if error is not None:
-            raise error
-        return results
+def _answer(answer: Future, fn: Callable, item) -> None:
+    try:
+        answer.set_result(fn(item))
+    except BaseException as e:  # raised in the caller, by result()
+        answer.set_exception(e)
 
 
 def _work(tasks: queue.SimpleQueue) -> None:
