@@ -228,10 +228,12 @@ class OnnxRunner(Runner):
 BACKENDS = ("tf", "onnx")
 
 
-def load_runner(backend: str, version_path: str) -> Runner:
-    """The runner of a version folder for ``backend`` (``tf`` or ``onnx``); ValueError for any other."""
+def load_runner(backend: str, version_path: str, threads: int = 0) -> Runner:
+    """The runner of a version folder for ``backend`` (``tf`` or ``onnx``); ValueError for any other.
+    ``threads``: onnxruntime's intra-op threads (0: every core); TensorFlow's are process-wide
+    (``tf.config.threading``)."""
     if backend == "tf":
         return saved_model_runner(version_path)
     if backend == "onnx":
-        return OnnxRunner(version_path)
+        return OnnxRunner(version_path, threads)
     raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")

@@ -73,7 +73,14 @@ class BatchQueue:
         self._metrics = metrics
         self._tasks: deque[_Task] = deque()
         self._queued_rows = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # One batch thread at a time forms a batch (waits for it to fill or time out) on
+        # ``_filling``; the others wait their turn on ``_turn``. Two threads waiting on the same
+        # first request would both wake at its deadline, and the second would run whatever
+        # trickled in after the first took its batch: a batch of one or two rows.
+        self._filling = threading.Condition(self._lock)
+        self._turn = threading.Condition(self._lock)
+        self._forming = False
         self._closed = False
         self._threads = [threading.Thread(target=self._loop, name=f"batch-{name}-{i}", daemon=True)
                          for i in range(options.num_batch_threads)]
@@ -95,7 +102,7 @@ class BatchQueue:
         if n > self.options.max_batch_size:
             raise invalid(f"Task size {n} is larger than maximum input batch size {self.options.max_batch_size}")
         task = _Task(inputs, n, Future(), time.monotonic())
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise unavailable("the model version is unloading")
             capacity = self.options.max_enqueued_batches * self.options.max_batch_size
@@ -103,30 +110,32 @@ class BatchQueue:
                 raise exhausted("The batch scheduling queue to which this task was submitted is full")
             self._tasks.append(task)
             self._queued_rows += n
-            self._cond.notify()
+            (self._filling if self._forming else self._turn).notify()
         return task.future
 
     def _take_batch(self) -> list[_Task] | None:
         timeout = self.options.batch_timeout_micros / 1e6
-        with self._cond:
-            while not self._tasks and not self._closed:
-                self._cond.wait()
+        with self._lock:
+            while (self._forming or not self._tasks) and not self._closed:
+                self._turn.wait()
             if not self._tasks:
                 return None
+            self._forming = True
             deadline = self._tasks[0].arrived + timeout
             while self._queued_rows < self.options.max_batch_size and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._filling.wait(remaining)
             batch, rows = [], 0
             while self._tasks and rows + self._tasks[0].rows <= self.options.max_batch_size:
                 task = self._tasks.popleft()
                 batch.append(task)
                 rows += task.rows
             self._queued_rows -= rows
+            self._forming = False
             if self._tasks:
-                self._cond.notify()  # another thread can start on what is left
+                self._turn.notify()  # another thread forms the next batch from what is left
             return batch
 
     def _padded_size(self, rows: int) -> int:
@@ -160,8 +169,9 @@ class BatchQueue:
 
     def close(self) -> None:
         """Finish what is queued, then stop the threads."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._filling.notify_all()
+            self._turn.notify_all()
         for t in self._threads:
             t.join()

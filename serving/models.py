@@ -220,9 +220,11 @@ class ModelManager:
     """The versions of every configured model: loaded, served and unloaded as the disk and the config change."""
 
     def __init__(self, models: list[ModelSettings], backend: str = "tf", batching: BatchingOptions | None = None,
-                 metrics=None, *, load_retries: int = 5, retry_interval: float = 60.0, warmup_iterations: int = 1):
+                 metrics=None, *, load_retries: int = 5, retry_interval: float = 60.0, warmup_iterations: int = 1,
+                 model_threads: int = 0):
         self.settings = {m.name: m for m in models}
         self.backend = backend
+        self.model_threads = model_threads  # onnxruntime's intra-op threads (0: every core)
         self.load_retries = max(0, load_retries)
         self.retry_interval = max(0.0, retry_interval)
         self.warmup_iterations = warmup_iterations
@@ -312,7 +314,7 @@ class ModelManager:
         path = os.path.join(settings.base_path, folder)
         started = time.perf_counter()
         try:
-            runner = load_runner(self.backend, path)
+            runner = load_runner(self.backend, path, self.model_threads)
             loaded = LoadedVersion(settings.name, version, path, runner, self.batching, self.metrics)
             warmed = warm_up(loaded, self.warmup_iterations)
         except Exception as e:  # any failure: reported in the status, never served

@@ -93,7 +93,10 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
            "Classify and Regress only on signatures whose method is tensorflow/serving/classify or regress")
     switch("enable_serialization_as_tensor_content", False,
            "answer numeric outputs as raw tensor_content instead of float_val, int64_val, ...")
-    flag("tensorflow_intra_op_parallelism", type=int, default=0, help="TensorFlow's intra-op threads (0: its default)")
+    flag("tensorflow_intra_op_parallelism", type=int, default=0,
+         help="threads one op may use (0: every core): TensorFlow's intra-op pool, or onnxruntime's with "
+              "--backend onnx. On a CPU with num_batch_threads batches side by side, 1 (and inter-op = cores) "
+              "keeps them from fighting over the cores")
     flag("tensorflow_inter_op_parallelism", type=int, default=0, help="TensorFlow's inter-op threads (0: its default)")
     for name, (kind, default) in IGNORED_FLAGS.items():
         if kind == "bool":
@@ -263,6 +266,7 @@ class ModelServer:
         batching = batching_options(options)
         self.metrics_path = monitoring_path(options)
         self.manager = ModelManager(settings, options.backend, batching,
+                                    model_threads=options.tensorflow_intra_op_parallelism,
                                     load_retries=options.max_num_load_retries,
                                     retry_interval=options.load_retry_interval_micros / 1e6,
                                     warmup_iterations=options.num_request_iterations_for_warmup

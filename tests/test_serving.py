@@ -447,6 +447,55 @@ def test_the_batch_timeout_counts_from_the_first_request_of_a_batch():
         queue.close()
 
 
+
+def test_with_several_batch_threads_each_batch_waits_its_own_timeout():
+    """One thread forms a batch at a time: a request arriving after a batch left starts a batch of
+    its own, which waits its full timeout for company, not what is left of the previous one's."""
+    from dfdetect.serving.batching import BatchingOptions, BatchQueue
+
+    sent = []
+
+    def run(inputs):
+        sent.append((time.monotonic(), len(inputs["x"])))
+        return {"y": inputs["x"]}
+
+    timeout = 0.6
+    queue = BatchQueue(run, ["y"], BatchingOptions(max_batch_size=2, batch_timeout_micros=int(timeout * 1e6),
+                                                   num_batch_threads=2))
+    try:
+        time.sleep(0.2)  # both threads idle, waiting for work
+        first = [queue.submit({"x": np.zeros((1, 1))})]  # a thread starts a batch and waits for company
+        time.sleep(0.05)
+        first.append(queue.submit({"x": np.zeros((1, 1))}))  # the batch is full: out at once
+        assert all(f.result(10)["y"].shape == (1, 1) for f in first)
+        time.sleep(timeout / 3)
+        submitted = time.monotonic()
+        late = queue.submit({"x": np.ones((1, 1))})
+        assert late.result(10)["y"].tolist() == [[1.0]]
+        left, rows = sent[-1]
+        assert rows == 1 and left - submitted >= 0.9 * timeout, (
+            f"a lone request left after {left - submitted:.2f} s, before its own {timeout} s timeout")
+        assert [n for _, n in sent] == [2, 1]
+    finally:
+        queue.close()
+
+
+def test_onnx_sessions_take_the_intra_op_thread_count(tiny_export):
+    """--tensorflow_intra_op_parallelism reaches onnxruntime's sessions too (0: every core)."""
+    from dfdetect.serving.models import ModelManager, ModelSettings
+
+    _, repository, _ = tiny_export
+    for threads in (1, 0):
+        manager = ModelManager([ModelSettings("deepfake", str(repository / "deepfake"))], "onnx", model_threads=threads)
+        manager.poll_once()
+        try:
+            with manager.acquire("deepfake") as loaded:
+                options = loaded.runner._session.get_session_options()
+                assert options.intra_op_num_threads == threads
+        finally:
+            manager.stop()
+
+
 # --- backends and configuration -------------------------------------------------------------------------
 
 def test_onnx_backend(tiny_export, tmp_path, crops):
