@@ -18,8 +18,9 @@ about production.
 * "served": the server as ``make deploy`` runs it: ``python -m dfdetect.serving`` in its own
   process, on free loopback ports, loading the version once (no polling), with batching on
   (BatchingParameters written to a temporary file from ``--max-batch-size``,
-  ``--batch-timeout-micros``, ``--num-batch-threads`` and ``--max-enqueued-batches``) and
-  Prometheus metrics on. N client threads in this process, each with its own gRPC channel (and
+  ``--batch-timeout-micros``, ``--num-batch-threads`` and ``--max-enqueued-batches``), TensorFlow
+  Serving's threading flags for a CPU (``--intra-op-threads 1``, ``--inter-op-threads`` the cores:
+  the batch threads' model calls run side by side, each op on one core) and Prometheus metrics on. N client threads in this process, each with its own gRPC channel (and
   its own connection: a local subchannel pool) and the official ``PredictionServiceStub``, send
   batch-1 ``Predict`` requests of real face crops back to back, for N in ``--concurrency``
   (1, 4, 8, 16, 32). Each client first sends ``--warmup`` untimed requests; then all start
@@ -32,6 +33,10 @@ about production.
   ``--rest-concurrency`` (1, 8).
   A second server with batching off then runs gRPC (and REST) at ``--unbatched-concurrency``
   (1, 8): concurrency 1 there is the pure serving overhead, next to the in-process batch-1 p50.
+* The baseline is one caller with TensorFlow's default threads, as a program calling the model
+  would run it. The batching server's threading is its own advantage: in process, two callers with
+  one intra-op thread each make more than one caller at any batch (at 96 px on 2 cores, 536-564
+  images/s at batch 8-16 against 452 at batch 32), and the served rows include that gain.
 * Interleaving: the load of a shared machine comes and goes by tens of percent within a minute,
   so each served row gets its own in-process baseline, measured in the same stretch of time: its
   ``--seconds`` are split into 3 slices, and before each served slice the in-process best batch
@@ -54,7 +59,8 @@ p50. It prints figures and never fails on them.
     python -m benchmarks.serve [--model-repository model_repository]
         [--model-name deepfake] [--backend tf|onnx] [--seconds 3] [--warmup 3]
         [--concurrency 1,4,8,16,32] [--rest-concurrency 1,8] [--unbatched-concurrency 1,8]
-        [--max-batch-size 32] [--batch-timeout-micros 5000] [--num-batch-threads CORES]
+        [--max-batch-size 8] [--batch-timeout-micros 5000] [--num-batch-threads CORES]
+        [--intra-op-threads 1] [--inter-op-threads CORES]
         [--max-enqueued-batches 1000] [--runs-dir runs] [--crop-size S]
 """
 
@@ -354,7 +360,9 @@ class ServerProcess(ModelServerProcess):
         flags = ["--rest_api_host=127.0.0.1", "--file_system_poll_wait_seconds=0", f"--backend={args.backend}",
                  f"--monitoring_config_file={monitoring}", f"--grpc_threads={max(32, clients)}", "--drain_seconds=10"]
         if batching_path:
-            flags += ["--enable_batching", f"--batching_parameters_file={batching_path}"]
+            flags += ["--enable_batching", f"--batching_parameters_file={batching_path}",
+                      f"--tensorflow_intra_op_parallelism={args.intra_op_threads}",
+                      f"--tensorflow_inter_op_parallelism={args.inter_op_threads}"]
         super().__init__(args.model_name, base_path, flags=flags,
                          log=Path(folder) / f"server-batching-{'on' if batching_path else 'off'}.log")
         try:
@@ -409,7 +417,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="benchmark a model taking crops of this many px: the repository's newest version if "
                              "it does, else an untrained stand-in of the training defaults' architecture at this "
                              "size (0: the newest version, any size; make bench-serve gives 224, production's)")
-    parser.add_argument("--max-batch-size", type=int, default=32, help="batching: max_batch_size (32)")
+    parser.add_argument("--max-batch-size", type=int, default=8,
+                        help="batching: max_batch_size (8: with ops on one core each, two calls of 8 rows side by "
+                             "side make about what two of 16 do (536 and 564 images/s at 96 px on 2 cores), and "
+                             "16 clients fill two such batches without waiting out the timeout)")
     parser.add_argument("--batch-timeout-micros", type=int, default=5000,
                         help="batching: batch_timeout_micros (5000: long enough for every client answered by one "
                              "batch to send its next request before the next batch closes, short next to a "
@@ -418,6 +429,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="batching: num_batch_threads (default: the cores; measured at 96 px on 2 cores, "
                              "two batch-8 calls at once make 255 images/s where one makes 168: a small "
                              "batch leaves cores idle)")
+    parser.add_argument("--intra-op-threads", type=int, default=1,
+                        help="the batching server's --tensorflow_intra_op_parallelism (1: each op of a batch on "
+                             "one core, so the batch threads' calls run side by side instead of splitting every "
+                             "small op over the cores; measured in process at 96 px on 2 cores, two callers "
+                             "make 536-564 images/s this way against 452 for one caller at batch 32 with "
+                             "TensorFlow's defaults; 0: TensorFlow's default, every core)")
+    parser.add_argument("--inter-op-threads", type=int, default=os.cpu_count() or 1,
+                        help="the batching server's --tensorflow_inter_op_parallelism (default: the cores)")
     parser.add_argument("--matrix", action="store_true",
                         help="96 and 224 px x tf and onnx at 1, 16 and 32 clients (gRPC, batching on), then one table")
     parser.add_argument("--max-enqueued-batches", type=int, default=1000,
@@ -429,6 +448,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--warmup must be at least 1: the first requests of a client are not representative")
     if not args.concurrency:
         parser.error("--concurrency needs at least one value")
+    for name in ("intra_op_threads", "inter_op_threads"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0 (0: the default, every core)")
     for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
@@ -674,7 +696,8 @@ def measure_and_report(args: argparse.Namespace, runner, base_path: str, size: i
     print()
     print(f"served by python -m dfdetect.serving in its own process, batching on (max_batch_size "
           f"{args.max_batch_size}, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads "
-          f"{args.num_batch_threads}, max_enqueued_batches {args.max_enqueued_batches}): batch-1 requests, "
+          f"{args.num_batch_threads}, max_enqueued_batches {args.max_enqueued_batches}; intra-op threads "
+          f"{args.intra_op_threads}, inter-op {args.inter_op_threads}): batch-1 requests, "
           f"{args.warmup} untimed per client, then {SLICES} slices of {slice_seconds:.2g} s per level, each "
           f"after a slice of in-process batch {best_row.batch_size} ...")
     sys.stdout.flush()
