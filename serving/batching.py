@@ -149,6 +149,8 @@ class BatchQueue:
             batch = self._take_batch()
             if batch is None:
                 return
+            if not batch:  # closing: another thread took what was left
+                continue
             try:
                 rows = sum(t.rows for t in batch)
                 merged = {k: np.concatenate([t.inputs[k] for t in batch]) for k in batch[0].inputs}
