@@ -339,6 +339,19 @@ class RestHandler:
 
 # --- HTTP ---------------------------------------------------------------------------------------
 
+def _no_delay(transport) -> None:
+    """Send small writes at once (TCP_NODELAY). asyncio sets it only on sockets made with the
+    protocol number, which a listening socket from ``socket.create_server`` is not: without it an
+    answer's body, written after its headers, waited for the client's delayed ACK (40 ms a
+    request on a kept-alive connection, measured: a status GET 44 ms instead of 1)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # the connection is already gone
+            pass
+
+
 class _Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 (h11: strict parsing, so no body is ever read as a request) with a
     deadline for a request's headers: from a connection's first byte, or from the end of the
@@ -348,6 +361,7 @@ class _Protocol(H11Protocol):
 
     def connection_made(self, transport):
         super().connection_made(transport)
+        _no_delay(transport)
         self._header_timer = self.loop.call_later(self.header_seconds, self._headers_too_slow)
 
     def data_received(self, data: bytes) -> None:

@@ -181,6 +181,26 @@ def test_http_requests_cannot_desync_or_hold_the_server(hostile):
     assert rest(port, "GET", "/v1/models/hostile")[0] == 200
 
 
+
+def test_kept_alive_connections_send_answers_without_delay(hostile):
+    """An answer's body goes out right after its headers (TCP_NODELAY on every accepted connection):
+    without it, each answer on a kept-alive connection waited for the client's delayed ACK."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", hostile.rest_port, timeout=10)
+    try:
+        for _ in range(2):  # the second request on the same connection
+            conn.request("GET", "/v1/models/hostile")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read()
+        local = conn.sock.getsockname()
+        accepted = [c.transport.get_extra_info("socket") for c in hostile.rest._uvicorn.server_state.connections]
+        ours = [s for s in accepted if s is not None and s.getpeername() == local]
+        assert len(ours) == 1, f"the server's side of the connection was not found among {len(accepted)}"
+        assert ours[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        conn.close()
+
 def test_sigterm_drains_requests_in_flight_and_refuses_new_ones(tmp_path):
     base = hostile_savedmodel(tmp_path / "hostile" / "1").parent
     server = ModelServerProcess("hostile", base, flags=["--drain_seconds=20", "--rest_api_timeout_in_ms=60000"],
