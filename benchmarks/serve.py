@@ -19,8 +19,9 @@ about production.
   process, on free loopback ports, loading the version once (no polling), with batching on
   (BatchingParameters written to a temporary file from ``--max-batch-size``,
   ``--batch-timeout-micros``, ``--num-batch-threads`` and ``--max-enqueued-batches``), TensorFlow
-  Serving's threading flags for a CPU (``--intra-op-threads 1``, ``--inter-op-threads`` the cores:
-  the batch threads' model calls run side by side, each op on one core) and Prometheus metrics on. N client threads in this process, each with its own gRPC channel (and
+  Serving's threading flags from ``--intra-op-threads`` and ``--inter-op-threads`` (0:
+  TensorFlow's defaults) and Prometheus metrics on. ``--matrix`` also runs each model with one
+  core per op and batches of up to 8 (``ONE_CORE_PER_OP``). N client threads in this process, each with its own gRPC channel (and
   its own connection: a local subchannel pool) and the official ``PredictionServiceStub``, send
   batch-1 ``Predict`` requests of real face crops back to back, for N in ``--concurrency``
   (1, 4, 8, 16, 32). Each client first sends ``--warmup`` untimed requests; then all start
@@ -34,9 +35,9 @@ about production.
   A second server with batching off then runs gRPC (and REST) at ``--unbatched-concurrency``
   (1, 8): concurrency 1 there is the pure serving overhead, next to the in-process batch-1 p50.
 * The baseline is one caller with TensorFlow's default threads, as a program calling the model
-  would run it. The batching server's threading is its own advantage: in process, two callers with
-  one intra-op thread each make more than one caller at any batch (at 96 px on 2 cores, 536-564
-  images/s at batch 8-16 against 452 at batch 32), and the served rows include that gain.
+  would run it. A server with one core per op has an advantage of its own: in process, two
+  callers with one intra-op thread each make more than one caller at any batch (at 96 px on 2
+  cores, 536-564 images/s at batch 8-16 against 452 at batch 32), and its rows include that gain.
 * Interleaving: the load of a shared machine comes and goes by tens of percent within a minute,
   so each served row gets its own in-process baseline, measured in the same stretch of time: its
   ``--seconds`` are split into 3 slices, and before each served slice the in-process best batch
@@ -59,8 +60,8 @@ p50. It prints figures and never fails on them.
     python -m benchmarks.serve [--model-repository model_repository]
         [--model-name deepfake] [--backend tf|onnx] [--seconds 3] [--warmup 3]
         [--concurrency 1,4,8,16,32] [--rest-concurrency 1,8] [--unbatched-concurrency 1,8]
-        [--max-batch-size 8] [--batch-timeout-micros 5000] [--num-batch-threads CORES]
-        [--intra-op-threads 1] [--inter-op-threads CORES]
+        [--max-batch-size 32] [--batch-timeout-micros 5000] [--num-batch-threads CORES]
+        [--intra-op-threads 0] [--inter-op-threads 0] [--matrix]
         [--max-enqueued-batches 1000] [--runs-dir runs] [--crop-size S]
 """
 
@@ -417,10 +418,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="benchmark a model taking crops of this many px: the repository's newest version if "
                              "it does, else an untrained stand-in of the training defaults' architecture at this "
                              "size (0: the newest version, any size; make bench-serve gives 224, production's)")
-    parser.add_argument("--max-batch-size", type=int, default=8,
-                        help="batching: max_batch_size (8: with ops on one core each, two calls of 8 rows side by "
-                             "side make about what two of 16 do (536 and 564 images/s at 96 px on 2 cores), and "
-                             "16 clients fill two such batches without waiting out the timeout)")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="batching: max_batch_size (32)")
     parser.add_argument("--batch-timeout-micros", type=int, default=5000,
                         help="batching: batch_timeout_micros (5000: long enough for every client answered by one "
                              "batch to send its next request before the next batch closes, short next to a "
@@ -429,16 +427,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="batching: num_batch_threads (default: the cores; measured at 96 px on 2 cores, "
                              "two batch-8 calls at once make 255 images/s where one makes 168: a small "
                              "batch leaves cores idle)")
-    parser.add_argument("--intra-op-threads", type=int, default=1,
-                        help="the batching server's --tensorflow_intra_op_parallelism (1: each op of a batch on "
-                             "one core, so the batch threads' calls run side by side instead of splitting every "
-                             "small op over the cores; measured in process at 96 px on 2 cores, two callers "
-                             "make 536-564 images/s this way against 452 for one caller at batch 32 with "
-                             "TensorFlow's defaults; 0: TensorFlow's default, every core)")
-    parser.add_argument("--inter-op-threads", type=int, default=os.cpu_count() or 1,
-                        help="the batching server's --tensorflow_inter_op_parallelism (default: the cores)")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="the batching server's --tensorflow_intra_op_parallelism (0: TensorFlow's default, "
+                             "every core; 1: each op of a batch on one core, so the batch threads' calls run side "
+                             "by side: see --matrix)")
+    parser.add_argument("--inter-op-threads", type=int, default=0,
+                        help="the batching server's --tensorflow_inter_op_parallelism (0: TensorFlow's default)")
     parser.add_argument("--matrix", action="store_true",
-                        help="96 and 224 px x tf and onnx at 1, 16 and 32 clients (gRPC, batching on), then one table")
+                        help="96 and 224 px x tf and onnx x two server settings (the flags' batching and threads, "
+                             "and one core per op with batches of up to 8) at 1, 16 and 32 clients (gRPC, "
+                             "batching on), then one table")
     parser.add_argument("--max-enqueued-batches", type=int, default=1000,
                         help="batching: max_enqueued_batches (1000)")
     args = parser.parse_args(argv)
@@ -740,43 +738,60 @@ def measure_and_report(args: argparse.Namespace, runner, base_path: str, size: i
 MATRIX_SIZES = (96, 224)
 MATRIX_BACKENDS = ("tf", "onnx")
 MATRIX_CLIENTS = [1, 16, 32]
+# The second server setting: a CPU server for cheap models. Each op of a batch on one core, so the
+# two batch threads' calls run side by side instead of splitting every small op over the cores
+# (in process at 96 px on 2 cores, two callers make 536-564 images/s this way against 452 for one
+# caller at batch 32 with TensorFlow's defaults), and batches of 8, which 16 clients fill two at
+# a time. Its cost: where the clients can fill only one batch at a time (8 clients), that batch
+# runs on one core.
+ONE_CORE_PER_OP = {"max_batch_size": 8, "intra_op_threads": 1, "inter_op_threads": os.cpu_count() or 1}
+
+
+def _settings_label(args: argparse.Namespace) -> str:
+    return (f"batches <= {args.max_batch_size}, intra-op "
+            f"{args.intra_op_threads or 'default'}, inter-op {args.inter_op_threads or 'default'}")
 
 
 def run_matrix(args: argparse.Namespace) -> int:
     """--matrix: every crop size x backend (the repository's model where it has that size, else
-    a stand-in), gRPC batch-1 requests at 1, 16 and 32 in flight with batching on; then one table."""
+    a stand-in) x server setting (the flags', and ONE_CORE_PER_OP), gRPC batch-1 requests at 1,
+    16 and 32 in flight with batching on; then one table."""
     import copy
 
     table = []
     for size in MATRIX_SIZES:
         for backend in MATRIX_BACKENDS:
-            sub = copy.copy(args)
-            sub.crop_size, sub.backend = size, backend
-            sub.concurrency, sub.rest_concurrency, sub.unbatched_concurrency = MATRIX_CLIENTS, [], []
-            print(f"\n=== {size} px, {backend} backend ===")
-            collected: list = []
-            with tempfile.TemporaryDirectory(prefix="dfdetect-bench-serve-") as tmp:
-                runner, base_path, crop, what = open_model(sub, tmp)
-                try:
-                    measure_and_report(sub, runner, base_path, crop, what, tmp, collect=collected)
-                finally:
-                    runner.close()
-            in_process, served, best = collected[0]
-            table.append((size, backend, in_process, served, best))
-    print("\nserved gRPC (batch-1 requests, batching on) against in process, every model and backend:")
-    print(f"{'crop':>5s} {'backend':8s} {'clients':>7s} {'images/s':>9s} {'vs best batch':>13s} "
+            for settings in ({}, ONE_CORE_PER_OP):
+                sub = copy.copy(args)
+                sub.crop_size, sub.backend = size, backend
+                sub.concurrency, sub.rest_concurrency, sub.unbatched_concurrency = MATRIX_CLIENTS, [], []
+                for name, value in settings.items():
+                    setattr(sub, name, value)
+                print(f"\n=== {size} px, {backend} backend, {_settings_label(sub)} ===")
+                collected: list = []
+                with tempfile.TemporaryDirectory(prefix="dfdetect-bench-serve-") as tmp:
+                    runner, base_path, crop, what = open_model(sub, tmp)
+                    try:
+                        measure_and_report(sub, runner, base_path, crop, what, tmp, collect=collected)
+                    finally:
+                        runner.close()
+                in_process, served, best = collected[0]
+                table.append((size, backend, _settings_label(sub), in_process, served, best))
+    print("\nserved gRPC (batch-1 requests, batching on) against in process, every model, backend and server "
+          "setting:")
+    print(f"{'crop':>5s} {'backend':8s} {'server':44s} {'clients':>7s} {'images/s':>9s} {'vs best batch':>13s} "
           f"{'vs batch <= clients':>19s} {'mean batch':>10s}")
-    for size, backend, in_process, served, best in table:
+    for size, backend, label, in_process, served, best in table:
         by_batch = {m.batch_size: m.images_per_second for m in in_process}
         for row in served:
             reachable = max((b for b in by_batch if b <= row.concurrency), default=1)
-            print(f"{size:5d} {backend:8s} {row.concurrency:7d} {row.images_per_second:9.1f} "
+            print(f"{size:5d} {backend:8s} {label:44s} {row.concurrency:7d} {row.images_per_second:9.1f} "
                   f"{_ratio(row, best.batch_size):12.2f}x "
                   f"{row.images_per_second / by_batch[reachable]:12.2f}x (b{reachable:<2d}) "
                   f"{row.mean_batch:10.1f}")
-    print("(vs best batch: the row's interleaved in-process best batch; vs batch <= clients: the in-process "
-          "sweep's batch the clients can fill at most. Targets from the issue: >= 0.75 at 96 px, >= 0.9 at "
-          "224 px.)")
+    print("(vs best batch: the row's interleaved in-process best batch, one caller with TensorFlow's default "
+          "threads; vs batch <= clients: the in-process sweep's batch the clients can fill at most. Targets from "
+          "the issue: >= 0.75 at 96 px, >= 0.9 at 224 px.)")
     return 0
 
 
