@@ -142,7 +142,7 @@ bench-train: install ## input pipeline vs training step throughput (pipeline mus
 bench-export: install ## export time, SavedModel/ONNX sizes, TensorFlow vs onnxruntime throughput
 	$(BIN)/python -m benchmarks.export $(if $(RUN),--run $(RUN))
 
-bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on); SERVE_MATRIX=1: 96/224 px x tf/onnx x 1/16/32 clients in one table
+bench-serve: install ## served gRPC/REST throughput and latency vs in-process (batching on); SERVE_MATRIX=1: 96/224 px x tf/onnx x two server settings x 1/16/32 clients in one table
 	$(BIN)/python -m benchmarks.serve --model-repository $(MODEL_REPOSITORY) --model-name $(MODEL_NAME) --backend $(BACKEND) \
 		$(if $(SERVE_CROP),--crop-size $(SERVE_CROP)) $(if $(SERVE_MATRIX),--matrix)
 
