@@ -738,12 +738,12 @@ def measure_and_report(args: argparse.Namespace, runner, base_path: str, size: i
 MATRIX_SIZES = (96, 224)
 MATRIX_BACKENDS = ("tf", "onnx")
 MATRIX_CLIENTS = [1, 16, 32]
-# The second server setting: a CPU server for cheap models. Each op of a batch on one core, so the
-# two batch threads' calls run side by side instead of splitting every small op over the cores
-# (in process at 96 px on 2 cores, two callers make 536-564 images/s this way against 452 for one
-# caller at batch 32 with TensorFlow's defaults), and batches of 8, which 16 clients fill two at
-# a time. Its cost: where the clients can fill only one batch at a time (8 clients), that batch
-# runs on one core.
+# The second server setting (serving/batching_cpu.config, with the threading flags below): a CPU
+# server for cheap models. Each op of a batch on one core, so the two batch threads' calls run
+# side by side instead of splitting every small op over the cores (in process at 96 px on 2
+# cores, two callers make 536-564 images/s this way against 452 for one caller at batch 32 with
+# TensorFlow's defaults), and batches of 8, which 16 clients fill two at a time. Its cost: where
+# the clients can fill only one batch at a time (8 clients), that batch runs on one core.
 ONE_CORE_PER_OP = {"max_batch_size": 8, "intra_op_threads": 1, "inter_op_threads": os.cpu_count() or 1}
 
 

@@ -531,6 +531,12 @@ def test_project_config_files_parse_with_the_serving_messages():
     batching = read_batching_parameters(SERVING / "batching.config")
     assert batching.max_batch_size.value == 64 and list(batching.allowed_batch_sizes)[-1] == 64
     assert read_monitoring_config(SERVING / "monitoring.config").prometheus_config.enable
+    # The CPU preset is the serving benchmark's one-core-per-op setting, whose figures its comments quote.
+    from benchmarks.serve import ONE_CORE_PER_OP
+
+    cpu = read_batching_parameters(SERVING / "batching_cpu.config")
+    assert cpu.max_batch_size.value == ONE_CORE_PER_OP["max_batch_size"]
+    assert cpu.batch_timeout_micros.value == 5000 and cpu.num_batch_threads.value == 2
 
 
 def test_malformed_config_files_fail_at_start(tmp_path, tiny_export):
