@@ -21,9 +21,9 @@ about production.
   ``--batch-timeout-micros``, ``--num-batch-threads`` and ``--max-enqueued-batches``), TensorFlow
   Serving's threading flags from ``--intra-op-threads`` and ``--inter-op-threads`` (0:
   TensorFlow's defaults) and Prometheus metrics on. ``--matrix`` also runs each model with one
-  core per op and batches of up to 8 (``ONE_CORE_PER_OP``). N client threads in this process, each with its own gRPC channel (and
-  its own connection: a local subchannel pool) and the official ``PredictionServiceStub``, send
-  batch-1 ``Predict`` requests of real face crops back to back, for N in ``--concurrency``
+  core per op and batches of up to 8 (``ONE_CORE_PER_OP``). N client threads in this process,
+  each with its own gRPC channel (and its own connection: a local subchannel pool) and the
+  official ``PredictionServiceStub``, send batch-1 ``Predict`` requests of real face crops back to back, for N in ``--concurrency``
   (1, 4, 8, 16, 32). Each client first sends ``--warmup`` untimed requests; then all start
   together and stop at the first answer after the slice's time. images/s = answered requests /
   time from the common start to the last answer; p50 and p99 are of the per-request latencies
@@ -761,31 +761,33 @@ def run_matrix(args: argparse.Namespace) -> int:
     table = []
     for size in MATRIX_SIZES:
         for backend in MATRIX_BACKENDS:
-            for settings in ({}, ONE_CORE_PER_OP):
-                sub = copy.copy(args)
-                sub.crop_size, sub.backend = size, backend
-                sub.concurrency, sub.rest_concurrency, sub.unbatched_concurrency = MATRIX_CLIENTS, [], []
-                for name, value in settings.items():
-                    setattr(sub, name, value)
-                print(f"\n=== {size} px, {backend} backend, {_settings_label(sub)} ===")
-                collected: list = []
-                with tempfile.TemporaryDirectory(prefix="dfdetect-bench-serve-") as tmp:
-                    runner, base_path, crop, what = open_model(sub, tmp)
-                    try:
+            model = copy.copy(args)
+            model.crop_size, model.backend = size, backend
+            model.concurrency, model.rest_concurrency, model.unbatched_concurrency = MATRIX_CLIENTS, [], []
+            # One model (a stand-in is exported once) for both server settings.
+            with tempfile.TemporaryDirectory(prefix="dfdetect-bench-serve-") as tmp:
+                runner, base_path, crop, what = open_model(model, tmp)
+                try:
+                    for settings in ({}, ONE_CORE_PER_OP):
+                        sub = copy.copy(model)
+                        for name, value in settings.items():
+                            setattr(sub, name, value)
+                        print(f"\n=== {size} px, {backend} backend, {_settings_label(sub)} ===")
+                        collected: list = []
                         measure_and_report(sub, runner, base_path, crop, what, tmp, collect=collected)
-                    finally:
-                        runner.close()
-                in_process, served, best = collected[0]
-                table.append((size, backend, _settings_label(sub), in_process, served, best))
+                        in_process, served, best = collected[0]
+                        table.append((size, backend, _settings_label(sub), in_process, served, best))
+                finally:
+                    runner.close()
     print("\nserved gRPC (batch-1 requests, batching on) against in process, every model, backend and server "
           "setting:")
-    print(f"{'crop':>5s} {'backend':8s} {'server':44s} {'clients':>7s} {'images/s':>9s} {'vs best batch':>13s} "
+    print(f"{'crop':>5s} {'backend':8s} {'server':48s} {'clients':>7s} {'images/s':>9s} {'vs best batch':>13s} "
           f"{'vs batch <= clients':>19s} {'mean batch':>10s}")
     for size, backend, label, in_process, served, best in table:
         by_batch = {m.batch_size: m.images_per_second for m in in_process}
         for row in served:
             reachable = max((b for b in by_batch if b <= row.concurrency), default=1)
-            print(f"{size:5d} {backend:8s} {label:44s} {row.concurrency:7d} {row.images_per_second:9.1f} "
+            print(f"{size:5d} {backend:8s} {label:48s} {row.concurrency:7d} {row.images_per_second:9.1f} "
                   f"{_ratio(row, best.batch_size):12.2f}x "
                   f"{row.images_per_second / by_batch[reachable]:12.2f}x (b{reachable:<2d}) "
                   f"{row.mean_batch:10.1f}")

@@ -181,7 +181,6 @@ def test_http_requests_cannot_desync_or_hold_the_server(hostile):
     assert rest(port, "GET", "/v1/models/hostile")[0] == 200
 
 
-
 def test_kept_alive_connections_send_answers_without_delay(hostile):
     """An answer's body goes out right after its headers (TCP_NODELAY on every accepted connection):
     without it, each answer on a kept-alive connection waited for the client's delayed ACK."""
@@ -200,6 +199,7 @@ def test_kept_alive_connections_send_answers_without_delay(hostile):
         assert ours[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         conn.close()
+
 
 def test_sigterm_drains_requests_in_flight_and_refuses_new_ones(tmp_path):
     base = hostile_savedmodel(tmp_path / "hostile" / "1").parent

@@ -447,7 +447,6 @@ def test_the_batch_timeout_counts_from_the_first_request_of_a_batch():
         queue.close()
 
 
-
 def test_with_several_batch_threads_each_batch_waits_its_own_timeout():
     """One thread forms a batch at a time: a request arriving after a batch left starts a batch of
     its own, which waits its full timeout for company, not what is left of the previous one's."""
