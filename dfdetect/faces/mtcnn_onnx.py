@@ -12,7 +12,7 @@ them, R-Net and O-Net once on the candidate patches of all of them.
 
 The graphs compute the package's networks layer for layer (tested against its Keras models), in
 a form onnxruntime runs fast on one core: uint8 pixels in, the normalization folded into the
-first convolution, each PReLU before a max pool moved after it (a quarter of the values), maps
+first convolution, P-Net's first PReLU moved after its max pool (a quarter of the values), maps
 padded to whole blocks of onnxruntime's blocked layout, P-Net's last PReLU and both heads as two
 small convolutions of five maps (``make bench-faces`` measures it against the package).
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 NETWORKS = ("pnet", "rnet", "onet")
 PATCH_SIZE = {"rnet": 24, "onet": 48}
-GRAPH_VERSION = 3  # bump when the graphs built from the same weights change
+GRAPH_VERSION = 4  # bump when the graphs built from the same weights change
 CACHE_ENV = "DFDETECT_CACHE"
 
 # The cascade's settings, as the mtcnn package has them.
@@ -55,6 +55,12 @@ PIXEL_MEAN, PIXEL_SCALE = 127.5, 1 / 128  # the networks take (pixel - 127.5) / 
 # onnxruntime's blocked (NCHWc) layout takes maps of a multiple of its block's channels (8 with
 # AVX2, 16 with AVX-512): other maps leave it, a reorder each way per layer (measured 20% of R-Net).
 CHANNEL_BLOCK = 16
+# Each network call takes as many images as keep its first (largest) maps, of FIRST_MAPS float
+# channels, within CALL_MAPS_BYTES: beyond, the maps leave the core's cache. On one core (AVX-512,
+# 1 MB L2 per core), P-Net at 384x216 took 5.2 ms a frame in calls of 8 frames and 4.1 in calls of
+# one; R-Net 51 us a patch in calls of 128 and 44 in calls of 32; O-Net 320 in 32 and 284 in 8.
+FIRST_MAPS = 32
+CALL_MAPS_BYTES = 2 << 20
 
 
 # --- the weights --------------------------------------------------------------------------------
@@ -144,6 +150,9 @@ class _GraphBuilder:
         # PReLU(y) = s*y + (1 - s)*relu(y), the per-channel factors as 1x1 depthwise convolutions:
         # onnxruntime runs those in its blocked layout, where its PRelu leaves it (2x faster
         # on R-Net and O-Net, measured).
+        return self._prelu_blocked(x, slope)
+
+    def _prelu_blocked(self, x: str, slope: np.ndarray) -> str:
         c = slope.size
         scaled = self.node("Conv", [x, self._const(slope.reshape(c, 1, 1, 1))], group=c, kernel_shape=[1, 1])
         rest = self.node("Conv", [self.node("Relu", [x]), self._const((1 - slope).reshape(c, 1, 1, 1))],
@@ -151,31 +160,47 @@ class _GraphBuilder:
         return self.node("Add", [scaled, rest])
 
     def conv_prelu_pool(self, x: str, size: int, same: bool) -> str:
-        """conv -> PReLU -> size x size max pool, stride 2, with the PReLU after the pool, on a
-        quarter of the values (the full-size maps are the costliest part of each network).
+        """conv -> PReLU -> size x size max pool, stride 2.
+
+        TensorFlow's SAME pooling pads only at the end where the maps MTCNN pools have it pad
+        (P-Net's 2x2 on any size, 3x3 on the even sizes of R-Net's and O-Net's): the window
+        partly past the end, as ceil_mode has it. (SAME_UPPER gives the same maps, but
+        onnxruntime leaves its blocked layout for it on fixed sizes.)
+
+        The full-size maps are the costliest part of each network. Where the layer's channels of
+        negative slope fit in its block's padding (P-Net's first layer: 10 maps and 3 such in a
+        block of 16), the PReLU goes after the pool, on a quarter of the values, at no extra
+        channel (``_pool_then_prelu``); elsewhere they would add a block to the convolution and
+        a channel mix after it, which costs more than it saves (R-Net 61 -> 45, O-Net 475 -> 345
+        us a patch with the PReLU first, measured)."""
+        kernel, bias, slope = next(self.weights), next(self.weights), next(self.weights).reshape(-1)
+        w = kernel.transpose(3, 2, 0, 1)  # out, in, kh, kw
+        channels, negative = w.shape[0], np.flatnonzero(slope < 0)
+        pool = {"kernel_shape": [size, size], "strides": [2, 2], "ceil_mode": int(same)}
+        if _blocks(channels + negative.size) == _blocks(channels):
+            return self._pool_then_prelu(x, w, bias, slope, negative, pool)
+        out = _blocks(channels)
+        weights, biases = np.zeros((out, *w.shape[1:]), np.float32), np.zeros(out, np.float32)
+        weights[:channels], biases[:channels] = w, bias
+        y = self._prelu_blocked(self._conv_op(x, weights, biases), np.pad(slope, (0, out - channels)))
+        self._padding = out - channels
+        return self.node("MaxPool", [y], **pool)
+
+    def _pool_then_prelu(self, x: str, w: np.ndarray, bias: np.ndarray, slope: np.ndarray, negative: np.ndarray,
+                         pool: dict) -> str:
+        """conv -> pool -> PReLU, equal to conv -> PReLU -> pool.
 
         A channel of slope s >= 0 has a non-decreasing PReLU, which commutes with the max:
         pool(PReLU(y)) = PReLU(pool(y)). With s < 0, PReLU(y) = max(relu(y), |s| relu(-y)), so
         its pool is max(relu(pool(y)), |s| relu(pool(-y))): the convolution also emits -y for
-        those channels, and max(a, b) = a + relu(b - a). Exact up to float rounding.
-
-        Every map has a multiple of CHANNEL_BLOCK channels (zero ones added), so onnxruntime
-        keeps the block in its blocked layout from the first convolution to the next."""
-        kernel, bias, slope = next(self.weights), next(self.weights), next(self.weights).reshape(-1)
-        w = kernel.transpose(3, 2, 0, 1)  # out, in, kh, kw
+        those channels, and max(a, b) = a + relu(b - a). Exact up to float rounding."""
         channels = w.shape[0]
-        negative = np.flatnonzero(slope < 0)
         total, out, gaps = (_blocks(channels + negative.size), _blocks(channels), _blocks(negative.size))
         weights = np.zeros((total, *w.shape[1:]), np.float32)
         biases = np.zeros(total, np.float32)
         weights[:channels], biases[:channels] = w, bias
         weights[channels:channels + negative.size], biases[channels:channels + negative.size] = -w[negative], -bias[negative]
-        y = self._conv_op(x, weights, biases)
-        # TensorFlow's SAME pooling pads only at the end where the maps MTCNN pools have it pad
-        # (P-Net's 2x2 on any size, 3x3 on the even sizes of R-Net's and O-Net's): the window
-        # partly past the end, as ceil_mode has it. (SAME_UPPER gives the same maps, but
-        # onnxruntime leaves its blocked layout for it on fixed sizes.)
-        pooled = self.node("MaxPool", [y], kernel_shape=[size, size], strides=[2, 2], ceil_mode=int(same))
+        pooled = self.node("MaxPool", [self._conv_op(x, weights, biases)], **pool)
         rectified = self.node("Relu", [pooled])
         keep, rest = np.zeros((out, total), np.float32), np.zeros((out, total), np.float32)
         for c, s in enumerate(slope):  # s >= 0: s * pool + (1 - s) * relu(pool); s < 0: relu(pool) + ...
@@ -414,6 +439,53 @@ def sample_patches(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndarra
     return patches
 
 
+class AreaPyramid:
+    """Area resizes of one uint8 frame to many sizes: each output pixel the mean of the frame
+    over its box, rounded (OpenCV's INTER_AREA, TensorFlow's AREA).
+
+    Large levels are OpenCV's resize of the frame as float (its uint8 path has no vector code for
+    fractional scales: two thirds of the time). That reads the whole frame for every level, about
+    0.5 ms at 640x360 however small the level, so the small levels come instead from the frame's
+    integral image (built once): the integral over a box with fractional edges is the bilinear
+    interpolation of the integral image at its corners, exactly (it is bilinear within each pixel),
+    a cost that falls with the level's rows (640x360 to 97x54: 0.3 ms against 0.48)."""
+
+    INTEGRAL_ROWS = 60  # levels of at most this many rows come from the integral image
+
+    def __init__(self, frame: np.ndarray):
+        self.frame = frame
+        self._pixels = self._integral = None
+
+    def level(self, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty((height, width, 3), np.uint8) if out is None else out
+        if height > self.INTEGRAL_ROWS:
+            if self._pixels is None:
+                self._pixels = self.frame.astype(np.float32)
+            mean = cv2.resize(self._pixels, (width, height), interpolation=cv2.INTER_AREA)
+        else:
+            if self._integral is None:
+                self._integral = cv2.integral(self.frame, sdepth=cv2.CV_64F)  # [H + 1, W + 1, 3]
+            rows, cols = self.frame.shape[:2]
+            y, fy = _edges(height, rows)
+            x, fx = _edges(width, cols)
+            at_rows = self._integral[y]
+            at_rows += fy[:, None, None] * (self._integral[y + 1] - at_rows)  # at the box rows, every column
+            corners = at_rows[:, x]
+            corners += fx[None, :, None] * (at_rows[:, x + 1] - corners)  # at every box corner
+            box_sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+            mean = box_sums * (width * height / (cols * rows))
+        np.rint(mean, out=out, casting="unsafe")
+        return out
+
+
+def _edges(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The edges of ``count`` equal boxes over ``size`` pixels: the pixel each falls in, and
+    where in it (0..1; the last edge is the end of the last pixel)."""
+    edges = np.arange(count + 1) * (size / count)
+    pixel = np.minimum(edges.astype(np.intp), size - 1)
+    return pixel, edges - pixel
+
+
 class OnnxMTCNN:
     """The three-stage cascade, batched, on onnxruntime. Safe to call from one thread at a time.
 
@@ -429,9 +501,14 @@ class OnnxMTCNN:
         self._frames = frames or FramePool(threads)  # the pyramid's resizes, a frame a thread
 
     def _run(self, network: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """One network on a batch of images, in calls whose first maps fit in a core's cache."""
         session = self._nets[network]
         outputs = [o.name for o in session.get_outputs()]
-        return dict(zip(outputs, session.run(outputs, {"image": batch})))
+        per_call = max(1, CALL_MAPS_BYTES // (batch.shape[1] * batch.shape[2] * FIRST_MAPS * 4))
+        if len(batch) <= per_call:
+            return dict(zip(outputs, session.run(outputs, {"image": batch})))
+        parts = [session.run(outputs, {"image": batch[i:i + per_call]}) for i in range(0, len(batch), per_call)]
+        return {name: np.concatenate([part[k] for part in parts]) for k, name in enumerate(outputs)}
 
     def detect(self, images: list[np.ndarray], min_face_size: int = 20) -> list[list[RawFace]]:
         """The faces in each RGB uint8 image with the cascade's confidence (O-Net's, > 0.8).
@@ -490,22 +567,16 @@ class OnnxMTCNN:
 
         Every level is an area resize of the frame itself, as the package has it (a level made
         from the one before it is 2-3 ms a frame cheaper, but moves boxes by up to 8 px and
-        confidences by up to 0.1, measured)."""
+        confidences by up to 0.1, measured): ``AreaPyramid``."""
         count, height, width, _ = frames.shape
         found = []
-        # OpenCV's area resize of float pixels gives the uint8 one's values before rounding, in
-        # two thirds of its time (its uint8 path has no vector code for fractional scales).
-        pixels = self._frames.map(lambda frame: frame.astype(np.float32), frames)
+        pyramids = self._frames.map(AreaPyramid, frames)
         for scale in pyramid_scales(width, height, min_face_size):
             h, w = int(height * scale), int(width * scale)
             if min(h, w) < WINDOW:
                 break
             level = np.empty((count, h, w, 3), np.uint8)
-
-            def resize(k: int, w=w, h=h, level=level) -> None:
-                np.rint(cv2.resize(pixels[k], (w, h), interpolation=cv2.INTER_AREA), out=level[k], casting="unsafe")
-
-            self._frames.map(resize, range(count))
+            self._frames.map(lambda k, w=w, h=h, level=level: pyramids[k].level(w, h, out=level[k]), range(count))
             maps = self._run("pnet", level)["maps"]
             image, y, x = np.nonzero(maps[:, 4] > PNET_LOGIT)
             if not image.size:
