@@ -115,6 +115,34 @@ def test_mixed_frame_sizes_in_one_call(photos, onnx_mtcnn):
            [[f.box for f in onnx_mtcnn.detect([f])[0]] for f in frames]
 
 
+def test_calls_split_to_fit_the_cache_give_the_same_faces(photos, onnx_mtcnn, monkeypatch):
+    frames = [f for f in scenes(photos) if f.shape[:2] == (360, 640)]
+    monkeypatch.setattr(mtcnn_onnx, "CALL_MAPS_BYTES", 1 << 40)  # every batch in one call
+    whole = onnx_mtcnn.detect(frames)
+    monkeypatch.setattr(mtcnn_onnx, "CALL_MAPS_BYTES", 1)  # an image a call
+    split = onnx_mtcnn.detect(frames)
+    assert sum(map(len, whole)) >= len(frames) // 2
+    assert [[f.box for f in x] for x in split] == [[f.box for f in x] for x in whole]
+    for a, b in zip(split, whole):
+        assert np.allclose([f.confidence for f in a], [f.confidence for f in b], atol=1e-5)
+
+
+def test_pyramid_levels_are_area_resizes_of_the_frame(photos):
+    """Either way a level is made (OpenCV's resize, or the integral image for small levels), it is
+    the frame's area resize rounded: off by one only where the mean sits on a half."""
+    frame = scenes(photos)[0]
+    frame[::7] = np.random.default_rng(1).integers(0, 256, frame[::7].shape)  # sharp edges everywhere
+    pyramid = mtcnn_onnx.AreaPyramid(frame)
+    sizes = [(int(640 * s), int(360 * s)) for s in mtcnn_onnx.pyramid_scales(640, 360, 20) if int(360 * s) >= 12]
+    assert {h > mtcnn_onnx.AreaPyramid.INTEGRAL_ROWS for _, h in sizes} == {True, False}
+    for w, h in sizes:
+        exact = cv2.resize(frame.astype(np.float64), (w, h), interpolation=cv2.INTER_AREA)
+        level = pyramid.level(w, h)
+        assert level.shape == (h, w, 3) and level.dtype == np.uint8
+        off = np.abs(level.astype(np.float64) - exact)
+        assert off.max() <= 0.5 + 1e-4, f"{w}x{h}: {off.max()} from the area mean"  # OpenCV sums in float32
+
+
 def test_landmarks_lie_in_the_face(photos, onnx_mtcnn):
     (face,) = onnx_mtcnn.detect([photos["astronaut"]])[0]
     x, y, w, h = face.box
