@@ -144,6 +144,35 @@ def test_pyramid_levels_are_area_resizes_of_the_frame(photos):
         assert off.max() <= 0.5 + 1e-4, f"{w}x{h}: {off.max()} from the area mean"  # OpenCV sums in float32
 
 
+def test_patches_are_bilinear_samples_of_their_boxes():
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0, 1, (3, 40, 60, 3))
+    smooth = np.stack([cv2.GaussianBlur(n, (0, 0), 2) for n in noise])  # steps of a few levels a pixel
+    images = np.clip(128 + smooth / smooth.std() * 60, 0, 255).astype(np.uint8)
+    rows = np.array([[0, 5.0, 4.0, 30.0, 29.0], [2, -8.0, 20.0, 20.0, 52.0], [0, 40.5, 1.25, 70.0, 33.0],
+                     [1, 0.0, 0.0, 60.0, 40.0], [2, 10.0, 10.0, 13.0, 13.5]])
+    patches = mtcnn_onnx.sample_patches(images, rows, 24)
+    assert patches.shape == (5, 24, 24, 3) and patches.dtype == np.uint8
+    padded = np.pad(images.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=128)
+    grid = np.arange(24) / 23
+    for patch, (image, x1, y1, x2, y2) in zip(patches, rows):
+        # crop_and_resize's grid on boxes given as x / width, y / height; mid-grey outside the image
+        xs = 1 + (x1 + (x2 - x1) * grid) * 59 / 60
+        ys = 1 + (y1 + (y2 - y1) * grid) * 39 / 40
+        x0 = np.clip(np.floor(xs).astype(int), 0, 60)
+        y0 = np.clip(np.floor(ys).astype(int), 0, 40)
+        fx, fy = np.clip(xs - x0, 0, 1)[None, :, None], np.clip(ys - y0, 0, 1)[:, None, None]
+        src = padded[int(image)]
+        top = src[y0][:, x0] * (1 - fx) + src[y0][:, x0 + 1] * fx
+        bottom = src[y0 + 1][:, x0] * (1 - fx) + src[y0 + 1][:, x0 + 1] * fx
+        expected = top * (1 - fy) + bottom * fy
+        outside = (xs < 0) | (xs > 61)
+        expected[:, outside] = 128
+        expected[(ys < 0) | (ys > 41)] = 128
+        off = np.abs(patch - expected).max()
+        assert off <= 1.5, f"box {(x1, y1, x2, y2)}: {off} levels from the bilinear sample"  # OpenCV: 1/32-px steps
+
+
 def test_landmarks_lie_in_the_face(photos, onnx_mtcnn):
     (face,) = onnx_mtcnn.detect([photos["astronaut"]])[0]
     x, y, w, h = face.box

@@ -424,19 +424,27 @@ def _refine(rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def sample_patches(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
     """Bilinear size x size patches of the boxes in ``rows`` ([image, x1, y1, x2, y2, ...]) of
     uint8 images, uint8: sampled on the grid TensorFlow's crop_and_resize uses for boxes given as
-    x / width and y / height; outside the image, mid-grey (about 0 once normalized)."""
+    x / width and y / height; outside the image, mid-grey (about 0 once normalized).
+
+    One remap per image for all its patches, stacked (a warp per patch: 7.4 against 3.2 us a
+    24-px patch)."""
     _, height, width, _ = images.shape
     patches = np.empty((len(rows), size, size, 3), np.uint8)
-    step = 1.0 / (size - 1)
-    for k, (image, x1, y1, x2, y2) in enumerate(rows[:, :5]):
-        # Box corners in pixels -> the normalised coordinates crop_and_resize takes -> the affine
-        # map from patch pixels to image pixels.
-        ax, bx = x1 / width * (width - 1), x2 / width * (width - 1)
-        ay, by = y1 / height * (height - 1), y2 / height * (height - 1)
-        matrix = np.array([[(bx - ax) * step, 0.0, ax], [0.0, (by - ay) * step, ay]])
-        cv2.warpAffine(images[int(image)], matrix, (size, size), dst=patches[k],
-                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=(128, 128, 128))
+    # Box corners in pixels -> the normalised coordinates crop_and_resize takes -> the image
+    # pixels each patch column (x) and row (y) samples.
+    grid = np.arange(size) / (size - 1)
+    x1, x2 = rows[:, 1:2] / width * (width - 1), rows[:, 3:4] / width * (width - 1)
+    y1, y2 = rows[:, 2:3] / height * (height - 1), rows[:, 4:5] / height * (height - 1)
+    xs = (x1 + (x2 - x1) * grid).astype(np.float32)  # [patch, size]
+    ys = (y1 + (y2 - y1) * grid).astype(np.float32)
+    image_of = rows[:, 0].astype(np.intp)
+    for image in np.unique(image_of):
+        mine = np.flatnonzero(image_of == image)
+        n = len(mine)
+        map_x = np.broadcast_to(xs[mine][:, None, :], (n, size, size)).reshape(n * size, size)
+        map_y = np.broadcast_to(ys[mine][:, :, None], (n, size, size)).reshape(n * size, size)
+        patches[mine] = cv2.remap(images[image], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=(128, 128, 128)).reshape(n, size, size, 3)
     return patches
 
 
