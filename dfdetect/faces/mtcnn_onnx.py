@@ -60,8 +60,11 @@ CHANNEL_BLOCK = 16
 # channels, within CALL_MAPS_BYTES: beyond, the maps leave the core's cache. On one core (AVX-512,
 # 1 MB L2 per core), P-Net at 384x216 took 5.2 ms a frame in calls of 8 frames and 4.1 in calls of
 # one; R-Net 51 us a patch in calls of 128 and 44 in calls of 32; O-Net 320 in 32 and 284 in 8.
-FIRST_MAPS = 32
+FIRST_MAPS = 32  # R-Net's and O-Net's; P-Net's 16 are counted as 32 (calls of one frame: as fast)
 CALL_MAPS_BYTES = 2 << 20
+# The pyramid's scratch kept between frames, per thread, up to this size: 8 MB for a 640x360
+# frame (the resize rule's size for 1080p video), 33 MB for 1280x720 (4K video).
+SCRATCH_KEPT_BYTES = 40 << 20
 
 
 # --- the weights --------------------------------------------------------------------------------
@@ -172,8 +175,8 @@ class _GraphBuilder:
         negative slope fit in its block's padding (P-Net's first layer: 10 maps and 3 such in a
         block of 16), the PReLU goes after the pool, on a quarter of the values, at no extra
         channel (``_pool_then_prelu``); elsewhere they would add a block to the convolution and
-        a channel mix after it, which costs more than it saves (R-Net 61 -> 45, O-Net 475 -> 345
-        us a patch with the PReLU first, measured)."""
+        a channel mix after it, which costs more than it saves (in calls of 64 patches, R-Net 61 ->
+        45 and O-Net 475 -> 345 us a patch with the PReLU first, measured)."""
         kernel, bias, slope = next(self.weights), next(self.weights), next(self.weights).reshape(-1)
         w = kernel.transpose(3, 2, 0, 1)  # out, in, kh, kw
         channels, negative = w.shape[0], np.flatnonzero(slope < 0)
@@ -469,22 +472,27 @@ class AreaPyramid:
     def __init__(self):
         self._pixels = self._integral = None
 
+    @property
+    def nbytes(self) -> int:
+        """The scratch it holds."""
+        return sum(a.nbytes for a in (self._pixels, self._integral) if a is not None)
+
     def fill(self, frame: np.ndarray, levels: list[np.ndarray]) -> None:
         """Each of ``levels`` (uint8 arrays of shape (height, width, 3)) set to the frame's area
         resize to its size."""
         rows, cols = frame.shape[:2]
-        if self._pixels is None or self._pixels.shape != frame.shape:
-            self._pixels = np.empty(frame.shape, np.float32)
-            self._integral = np.empty((rows + 1, cols + 1, 3), np.float64)
-        np.copyto(self._pixels, frame)
-        integral = None
+        pixels = integral = None
         for out in levels:
             height, width = out.shape[:2]
             if height > self.INTEGRAL_ROWS:
-                mean = cv2.resize(self._pixels, (width, height), interpolation=cv2.INTER_AREA)
+                if pixels is None:
+                    pixels = self._scratch("_pixels", frame.shape, np.float32)
+                    np.copyto(pixels, frame)
+                mean = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
             else:
                 if integral is None:
-                    integral = cv2.integral(frame, sum=self._integral, sdepth=cv2.CV_64F)  # [H + 1, W + 1, 3]
+                    integral = cv2.integral(frame, sum=self._scratch("_integral", (rows + 1, cols + 1, 3), np.float64),
+                                            sdepth=cv2.CV_64F)
                 y, fy = _edges(height, rows)
                 x, fx = _edges(width, cols)
                 at_rows = integral[y]
@@ -494,6 +502,13 @@ class AreaPyramid:
                 box_sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
                 mean = box_sums * (width * height / (cols * rows))
             np.rint(mean, out=out, casting="unsafe")
+
+    def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        array = getattr(self, name)
+        if array is None or array.shape != shape:
+            array = np.empty(shape, dtype)
+            setattr(self, name, array)
+        return array
 
 
 def _edges(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -527,7 +542,8 @@ class OnnxMTCNN:
         try:
             pyramid.fill(frame, levels)
         finally:
-            self._pyramids.put(pyramid)
+            if pyramid.nbytes <= SCRATCH_KEPT_BYTES:  # a big image's is left to the garbage collector
+                self._pyramids.put(pyramid)
 
     def _run(self, network: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """One network on a batch of images, in calls whose first maps fit in a core's cache."""
