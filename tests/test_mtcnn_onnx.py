@@ -147,7 +147,7 @@ def test_pyramid_levels_are_area_resizes_of_the_frame(photos):
 def test_patches_are_bilinear_samples_of_their_boxes():
     rng = np.random.default_rng(2)
     noise = rng.normal(0, 1, (3, 40, 60, 3))
-    smooth = np.stack([cv2.GaussianBlur(n, (0, 0), 2) for n in noise])  # steps of a few levels a pixel
+    smooth = np.stack([cv2.GaussianBlur(n, (0, 0), 4) for n in noise])  # steps of about 8 levels a pixel
     images = np.clip(128 + smooth / smooth.std() * 60, 0, 255).astype(np.uint8)
     rows = np.array([[0, 5.0, 4.0, 30.0, 29.0], [2, -8.0, 20.0, 20.0, 52.0], [0, 40.5, 1.25, 70.0, 33.0],
                      [1, 0.0, 0.0, 60.0, 40.0], [2, 10.0, 10.0, 13.0, 13.5]])
@@ -173,6 +173,19 @@ def test_patches_are_bilinear_samples_of_their_boxes():
         assert off <= 1.5, f"box {(x1, y1, x2, y2)}: {off} levels from the bilinear sample"  # OpenCV: 1/32-px steps
 
 
+def test_a_crowd_of_patches_from_one_frame():
+    """More patches of one frame than one OpenCV remap can make (its images have under 32767 rows)."""
+    image = np.random.default_rng(4).integers(0, 256, (1, 37, 53, 3), np.uint8)
+    for size in (24, 48):
+        count = 32767 // size + 5
+        rows = np.tile([0, 5.0, 4.0, 30.0, 29.0], (count, 1))
+        rows[-1] = [0, 1.0, 2.0, 20.0, 21.0]
+        patches = mtcnn_onnx.sample_patches(image, rows, size)
+        assert patches.shape == (count, size, size, 3)
+        assert (patches[:-1] == patches[0]).all() and not (patches[-1] == patches[0]).all()
+        np.testing.assert_array_equal(patches[-1], mtcnn_onnx.sample_patches(image, rows[-1:], size)[0])
+
+
 def test_landmarks_lie_in_the_face(photos, onnx_mtcnn):
     (face,) = onnx_mtcnn.detect([photos["astronaut"]])[0]
     x, y, w, h = face.box
@@ -194,6 +207,8 @@ def test_bad_images_are_refused(onnx_mtcnn):
         onnx_mtcnn.detect([np.zeros((10, 10), np.uint8)])
     with pytest.raises(ValueError, match="RGB uint8"):
         onnx_mtcnn.detect([np.zeros((10, 10, 3), np.float32)])
+    with pytest.raises(ValueError, match="min_face_size must be at least 12"):  # levels larger than the frame
+        onnx_mtcnn.detect([np.zeros((40, 40, 3), np.uint8)], min_face_size=10)
 
 
 def test_the_graphs_are_valid_onnx():

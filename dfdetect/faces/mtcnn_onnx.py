@@ -29,8 +29,8 @@ import hashlib
 import importlib.util
 import logging
 import os
-import queue
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +62,11 @@ CHANNEL_BLOCK = 16
 # one; R-Net 51 us a patch in calls of 128 and 44 in calls of 32; O-Net 320 in 32 and 284 in 8.
 FIRST_MAPS = 32  # R-Net's and O-Net's; P-Net's 16 are counted as 32 (calls of one frame: as fast)
 CALL_MAPS_BYTES = 2 << 20
-# The pyramid's scratch kept between frames, per thread, up to this size: 8 MB for a 640x360
-# frame (the resize rule's size for 1080p video), 33 MB for 1280x720 (4K video).
-SCRATCH_KEPT_BYTES = 40 << 20
+# The pyramids' scratch kept between frames, in all (one a thread): 8 MB for a 640x360 frame (the
+# resize rule's size for 1080p video), 33 MB for 1280x720 (4K video).
+SCRATCH_KEPT_BYTES = 48 << 20
+# OpenCV's remap makes images of fewer rows than this: a frame's patches go in calls of fewer.
+REMAP_ROWS = 32767
 
 
 # --- the weights --------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ class _GraphBuilder:
         onnxruntime leaves its blocked layout for it on fixed sizes.)
 
         The full-size maps are the costliest part of each network. Where the layer's channels of
-        negative slope fit in its block's padding (P-Net's first layer: 10 maps and 3 such in a
+        negative slope fit in its block's padding (P-Net's first layer: 10 maps and 6 such, a
         block of 16), the PReLU goes after the pool, on a quarter of the values, at no extra
         channel (``_pool_then_prelu``); elsewhere they would add a block to the convolution and
         a channel mix after it, which costs more than it saves (in calls of 64 patches, R-Net 61 ->
@@ -441,19 +443,22 @@ def sample_patches(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndarra
     xs = (x1 + (x2 - x1) * grid).astype(np.float32)  # [patch, size]
     ys = (y1 + (y2 - y1) * grid).astype(np.float32)
     image_of = rows[:, 0].astype(np.intp)
+    per_call = (REMAP_ROWS - 1) // size
     for image in np.unique(image_of):
-        mine = np.flatnonzero(image_of == image)
-        n = len(mine)
-        map_x = np.broadcast_to(xs[mine][:, None, :], (n, size, size)).reshape(n * size, size)
-        map_y = np.broadcast_to(ys[mine][:, :, None], (n, size, size)).reshape(n * size, size)
-        patches[mine] = cv2.remap(images[image], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=(128, 128, 128)).reshape(n, size, size, 3)
+        indices = np.flatnonzero(image_of == image)
+        for start in range(0, len(indices), per_call):
+            mine = indices[start:start + per_call]
+            n = len(mine)
+            map_x = np.broadcast_to(xs[mine][:, None, :], (n, size, size)).reshape(n * size, size)
+            map_y = np.broadcast_to(ys[mine][:, :, None], (n, size, size)).reshape(n * size, size)
+            patches[mine] = cv2.remap(images[image], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                      borderValue=(128, 128, 128)).reshape(n, size, size, 3)
     return patches
 
 
 class AreaPyramid:
-    """Area resizes of uint8 frames to many sizes: each output pixel the mean of the frame over
-    its box, rounded (OpenCV's INTER_AREA, TensorFlow's AREA).
+    """Area resizes of uint8 frames to smaller sizes: each output pixel the mean of the frame
+    over its box, rounded (OpenCV's INTER_AREA, TensorFlow's AREA, when shrinking).
 
     Large levels are OpenCV's resize of the frame as float (its uint8 path has no vector code for
     fractional scales: two thirds of the time). That reads the whole frame for every level, about
@@ -532,18 +537,18 @@ class OnnxMTCNN:
         self.threads = threads
         self._nets = _sessions(threads)
         self._frames = frames or FramePool(threads)  # the pyramid's resizes, a frame a thread
-        self._pyramids: queue.SimpleQueue[AreaPyramid] = queue.SimpleQueue()
+        self._pyramids: list[AreaPyramid] = []  # idle scratch, SCRATCH_KEPT_BYTES at most in all
+        self._pyramids_lock = threading.Lock()
 
     def _fill_pyramid(self, frame: np.ndarray, levels: list[np.ndarray]) -> None:
-        try:  # a pyramid's scratch is for one thread at a time; as many as threads ever ran at once
-            pyramid = self._pyramids.get_nowait()
-        except queue.Empty:
-            pyramid = AreaPyramid()
+        with self._pyramids_lock:  # a pyramid's scratch is for one thread at a time
+            pyramid = self._pyramids.pop() if self._pyramids else AreaPyramid()
         try:
             pyramid.fill(frame, levels)
         finally:
-            if pyramid.nbytes <= SCRATCH_KEPT_BYTES:  # a big image's is left to the garbage collector
-                self._pyramids.put(pyramid)
+            with self._pyramids_lock:  # kept within the budget; beyond, to the garbage collector
+                if pyramid.nbytes + sum(p.nbytes for p in self._pyramids) <= SCRATCH_KEPT_BYTES:
+                    self._pyramids.append(pyramid)
 
     def _run(self, network: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """One network on a batch of images, in calls whose first maps fit in a core's cache."""
@@ -559,6 +564,8 @@ class OnnxMTCNN:
         """The faces in each RGB uint8 image with the cascade's confidence (O-Net's, > 0.8).
 
         Images of one shape go through each stage together; other shapes go in their own batch."""
+        if min_face_size < WINDOW:
+            raise ValueError(f"min_face_size must be at least {WINDOW} (P-Net's window), got {min_face_size}")
         results: list[list[RawFace] | None] = [None] * len(images)
         groups: dict[tuple, list[int]] = {}
         for i, image in enumerate(images):
