@@ -7,8 +7,9 @@ package without importing it (``import mtcnn`` loads TensorFlow), built into ONN
 regression, non-maximum suppression, patch sampling, landmarks) is numpy and OpenCV, and follows
 the package's own steps and thresholds, so both find the same faces (tests/test_mtcnn_onnx.py).
 
-Every stage takes the frames of a batch together: P-Net runs once per pyramid scale on all of
-them, R-Net and O-Net once on the candidate patches of all of them.
+Every stage takes the frames of a batch together: P-Net runs per pyramid scale on all of them,
+R-Net and O-Net on the candidate patches of all of them, each in calls of as many images as keep
+the network's first maps in cache (``CALL_MAPS_BYTES``: P-Net's largest levels a frame a call).
 
 The graphs compute the package's networks layer for layer (tested against its Keras models), in
 a form onnxruntime runs fast on one core: uint8 pixels in, the normalization folded into the
