@@ -104,16 +104,18 @@ def _place(canvas: np.ndarray, photo: np.ndarray, box, face_height: float, centr
     return frame, (int(round(cx - s * w / 2)), int(round(cy - s * h / 2)), int(round(s * w)), int(round(s * h)))
 
 
-def footage(name: str, frames: int = 32, size=(640, 360), seed: int = 0) -> Footage:
-    """One of the generated videos of FOOTAGE, deterministic for a seed.
+def footage(name: str, frames: int = 32, size=(640, 360), seed: int = 0,
+            spec: FootageSpec | None = None) -> Footage:
+    """One of the generated videos of FOOTAGE, deterministic for a seed (or, with ``spec``, a
+    video made to that spec, called ``name``).
 
     The demo faces in a room: as lit (``clean``), or as in the footage face detection finds
     hard: dim (mean luminance about 40 of 255), low in contrast, with sensor noise, small (a face
     40 px tall) or moving across the frame with motion blur, two people, or nobody at all.
     """
-    if name not in FOOTAGE:
+    if spec is None and name not in FOOTAGE:
         raise ValueError(f"unknown footage {name!r}; expected one of {', '.join(FOOTAGE)}")
-    spec = FOOTAGE[name]
+    spec = spec or FOOTAGE[name]
     rng = np.random.default_rng(seed)
     photos = [photo for _, photo in face_photographs()]
     boxes = _photo_face_boxes()

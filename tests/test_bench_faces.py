@@ -1,4 +1,4 @@
-"""make bench-faces end to end, briefly: every speed row and every footage measured.
+"""make bench-faces end to end, briefly: every speed row, every footage and every setting of the sweep measured.
 
 Figures are not judged here (the benchmark prints them); this checks that each pipeline was
 timed, that every generated video was scored for both pipelines, and that the targets are stated.
@@ -11,13 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.faces import SWEEP_FACE_HEIGHTS, SWEEP_MIN_FACE
+from dfdetect.faces.detection import ENHANCEMENTS
 from dfdetect.samples import FOOTAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_faces_measures_every_pipeline_and_footage():
-    run = subprocess.run([sys.executable, "-m", "benchmarks.faces", "--frames", "4", "--rounds", "1"], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "benchmarks.faces", "--frames", "4", "--rounds", "1",
+                          "--settings"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     out = run.stdout
     assert run.returncode == 0, run.stdout + run.stderr
@@ -30,3 +33,9 @@ def test_bench_faces_measures_every_pipeline_and_footage():
     assert re.search(r"^target: ours >= 4x faster per frame .*: (PASS|MISS)$", out, re.M), out
     assert re.search(r"^target: hard footage recall .*: (PASS|MISS)$", out, re.M), out
     assert re.search(r"^target: no false face on the faceless footage: \d+ .*: (PASS|MISS)$", out, re.M), out
+    sweep = re.findall(r"^  min face (\d+), enhance (\w+)\s+([\d.]+) ms/frame\s+([\d.]+)x\s+recall\s+[\d.]+% "
+                       r"\((\d+)/(\d+)\), \d+ false, \d+ on faceless; by size((?: +\d+%/\d+%)+) *$", out, re.M)
+    expected = {(size, method) for size in SWEEP_MIN_FACE for method in ENHANCEMENTS}
+    assert {(int(size), method) for size, method, *_ in sweep} == expected, out
+    assert all(float(ms) > 0 and float(x) > 0 and int(total) > 0 for *_, ms, x, _, total, _ in sweep), out
+    assert all(len(sizes.split()) == len(SWEEP_FACE_HEIGHTS) for *_, sizes in sweep), out
