@@ -8,8 +8,9 @@ the product runs them. Rows: the ``mtcnn`` package as the pipeline used it befor
 batches of 8) and called a frame at a time (its usual use), the ONNX Runtime cascade on the same
 frames with the same settings, and the product's detector (ONNX Runtime on the enhanced copy of
 each frame). The target is judged against the package in batches, the faster of the two. The
-frames are the generated footage (a room, the demo faces, lit and dim). Rows are interleaved over ``--rounds`` rounds and each row's best
-round counts, so a drift of the machine's speed hits all of them.
+frames are the generated footage (a room, the demo faces, lit and dim). Rows are interleaved
+over ``--rounds`` rounds and each row's best round counts, so a drift of the machine's speed
+hits all of them.
 
 Recall: ``dfdetect.samples.footage`` (dim, low contrast, noisy, small, moving, two people, and
 nobody) written as mp4 and read back by the product's reader, then for each pipeline the share
@@ -213,17 +214,20 @@ def sweep_settings(before, frames: list, args) -> None:
           "recall with tracks on the hard footage (false faces there, and on the faceless footage), and on faces "
           f"{', '.join(map(str, SWEEP_FACE_HEIGHTS))} px tall, lit / dim")
     speed = measure_speed({"package": before, **variants}, frames, args.rounds)
-    scores, faceless = measure_recall(variants, args)
     ladder = {f"{light} {height} px": dataclasses.replace(FOOTAGE[light], face_height=height)
               for height in SWEEP_FACE_HEIGHTS for light in ("clean", "dark")}
-    sizes, _ = measure_recall(variants, args, ladder)
+    scores, faceless = measure_recall(variants, args, {**FOOTAGE, **ladder})
     for name, (found, total, false) in hard_totals(scores).items():
-        shares = " ".join(f"{sizes[name][f'clean {h} px'][0] / sizes[name][f'clean {h} px'][1]:4.0%}/"
-                          f"{sizes[name][f'dark {h} px'][0] / sizes[name][f'dark {h} px'][1]:<4.0%}"
+        cells = scores[name]
+        shares = " ".join(f"{_share(*cells[f'clean {h} px'][:2]):>4s}/{_share(*cells[f'dark {h} px'][:2]):<4s}"
                           for h in SWEEP_FACE_HEIGHTS)
         print(f"  {name:28s} {speed[name] * 1000:7.1f} ms/frame  {speed['package'] / speed[name]:5.2f}x  "
               f"recall {found / total:6.1%} ({found}/{total}), {false} false, {faceless[name]} on faceless; "
               f"by size {shares}")
+
+
+def _share(found: int, total: int) -> str:
+    return f"{found / total:.0%}"
 
 
 def _cell(found: int, total: int, false: int) -> str:

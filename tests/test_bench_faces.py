@@ -1,4 +1,4 @@
-"""make bench-faces end to end, briefly: every speed row, every footage and every setting of the sweep measured.
+"""make bench-faces end to end, briefly: every speed row, footage and setting of the sweep measured.
 
 Figures are not judged here (the benchmark prints them); this checks that each pipeline was
 timed, that every generated video was scored for both pipelines, and that the targets are stated.

@@ -556,9 +556,9 @@ class OnnxMTCNN:
         session = self._nets[network]
         outputs = [o.name for o in session.get_outputs()]
         per_call = max(1, CALL_MAPS_BYTES // (batch.shape[1] * batch.shape[2] * FIRST_MAPS * 4))
-        if len(batch) <= per_call:
-            return dict(zip(outputs, session.run(outputs, {"image": batch})))
         parts = [session.run(outputs, {"image": batch[i:i + per_call]}) for i in range(0, len(batch), per_call)]
+        if len(parts) == 1:
+            return dict(zip(outputs, parts[0]))
         return {name: np.concatenate([part[k] for part in parts]) for k, name in enumerate(outputs)}
 
     def detect(self, images: list[np.ndarray], min_face_size: int = 20) -> list[list[RawFace]]:
