@@ -26,9 +26,9 @@ about production.
   official ``PredictionServiceStub``, send batch-1 ``Predict`` requests of real face crops back
   to back, for N in ``--concurrency`` (1, 4, 8, 16, 32). Each client first sends ``--warmup``
   untimed requests; then all start together and stop at the first answer after the slice's time.
-  images/s = answered requests / time from the common start to the last answer; p50 and p99 are of the per-request latencies
-  (request sent to answer decoded). The requests are built once, before timing, so the clients
-  spend their time in gRPC, not in building protos.
+  images/s = answered requests / time from the common start to the last answer; p50 and p99 are
+  of the per-request latencies (request sent to answer decoded). The requests are built once,
+  before timing, so the clients spend their time in gRPC, not in building protos.
   REST runs the same way (``POST /v1/models/NAME:predict`` with ``{"instances": [crop]}``, one
   keep-alive ``http.client`` connection per client, bodies encoded before timing) at
   ``--rest-concurrency`` (1, 8).
