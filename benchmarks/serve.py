@@ -743,8 +743,19 @@ MATRIX_CLIENTS = [1, 16, 32]
 # side by side instead of splitting every small op over the cores (in process at 96 px on 2
 # cores, two callers make 536-564 images/s this way against 452 for one caller at batch 32 with
 # TensorFlow's defaults), and batches of 8, which 16 clients fill two at a time. Its cost: where
-# the clients can fill only one batch at a time (8 clients), that batch runs on one core.
-ONE_CORE_PER_OP = {"max_batch_size": 8, "intra_op_threads": 1, "inter_op_threads": os.cpu_count() or 1}
+# the clients can fill only one batch at a time (8 clients), that batch runs on one core. The
+# batch size is the preset's own, read from it.
+CPU_PRESET = Path(__file__).resolve().parents[1] / "serving" / "batching_cpu.config"
+
+
+def _one_core_per_op() -> dict:
+    from dfdetect.serving.config import read_batching_parameters
+
+    return {"max_batch_size": read_batching_parameters(CPU_PRESET).max_batch_size.value, "intra_op_threads": 1,
+            "inter_op_threads": os.cpu_count() or 1}
+
+
+ONE_CORE_PER_OP = _one_core_per_op()
 
 
 def _settings_label(args: argparse.Namespace) -> str:
@@ -772,11 +783,12 @@ def run_matrix(args: argparse.Namespace) -> int:
                         sub = copy.copy(model)
                         for name, value in settings.items():
                             setattr(sub, name, value)
-                        print(f"\n=== {size} px, {backend} backend, {_settings_label(sub)} ===")
+                        label = _settings_label(sub)
+                        print(f"\n=== {size} px, {backend} backend, {label} ===")
                         collected: list = []
                         measure_and_report(sub, runner, base_path, crop, what, tmp, collect=collected)
                         in_process, served, best = collected[0]
-                        table.append((size, backend, _settings_label(sub), in_process, served, best))
+                        table.append((size, backend, label, in_process, served, best))
                 finally:
                     runner.close()
     print("\nserved gRPC (batch-1 requests, batching on) against in process, every model, backend and server "
